@@ -1,0 +1,1 @@
+"""Conformance suite for deployed kserve-huggingface runtimes (`make conformance`)."""

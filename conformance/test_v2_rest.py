@@ -1,0 +1,69 @@
+"""Open Inference Protocol (V2) over REST: health, metadata, infer."""
+
+import numpy as np
+import pytest
+
+from conformance import protocol as P
+
+pytestmark = pytest.mark.v2_rest
+
+
+def test_server_live_and_ready(minilm):
+    with minilm.http() as http:
+        live = P.ok_json(http.get("/v2/health/live"))
+        ready = P.ok_json(http.get("/v2/health/ready"))
+    assert live.get("live") is True, live
+    assert ready.get("ready") is True, ready
+
+
+def test_server_metadata(minilm):
+    with minilm.http() as http:
+        body = P.ok_json(http.get("/v2"))
+    assert body.get("name"), body
+    assert "version" in body, body
+
+
+def test_model_ready(minilm):
+    with minilm.http() as http:
+        r = http.get(f"/v2/models/{minilm.model_name}/ready")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body.get("ready", True) is True, body
+
+
+def test_model_metadata(minilm):
+    with minilm.http() as http:
+        body = P.ok_json(http.get(f"/v2/models/{minilm.model_name}"))
+    assert body.get("name") == minilm.model_name, body
+    inputs = {i["name"]: i for i in body.get("inputs", [])}
+    assert "text" in inputs, f"metadata declares no 'text' input: {body}"
+    assert inputs["text"]["datatype"] == "BYTES", inputs["text"]
+    outputs = body.get("outputs", [])
+    assert outputs, f"metadata declares no outputs: {body}"
+    assert all(o["datatype"] == "FP32" for o in outputs), outputs
+
+
+def test_infer(minilm):
+    with minilm.http() as http:
+        r = P.v2_infer(http, minilm.model_name, P.TEXTS, request_id="conformance-1")
+        body = P.ok_json(r)
+        meta = P.ok_json(http.get(f"/v2/models/{minilm.model_name}"))
+    assert body.get("model_name") == minilm.model_name, body.get("model_name")
+    assert body.get("id") == "conformance-1", f"request id not echoed: {body.get('id')!r}"
+    out = P.v2_single_output(r)
+    P.assert_embeddings(out, len(P.TEXTS), minilm.embedding_dim)
+    declared = {o["name"] for o in meta["outputs"]}
+    assert {o["name"] for o in body["outputs"]} <= declared, (body["outputs"][0]["name"], declared)
+    dtypes = {o["datatype"] for o in body["outputs"]}
+    assert dtypes == {"FP32"}, dtypes
+
+
+def test_infer_matches_v1(minilm):
+    with minilm.http() as http:
+        v1 = P.v1_embeddings(P.v1_predict(http, minilm.model_name, P.TEXTS))
+        v2 = P.v2_single_output(P.v2_infer(http, minilm.model_name, P.TEXTS))
+    # V1 may normalise where V2 returns the raw tensor: compare directions.
+    for a, b in zip(v1, v2):
+        assert P.cosine(a, b) > 0.9999
+    if np.allclose(np.linalg.norm(v1, axis=1), np.linalg.norm(v2, axis=1), atol=1e-3):
+        P.assert_close(v1, v2, 1e-4, "V1 vs V2")

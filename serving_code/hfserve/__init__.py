@@ -1,0 +1,1 @@
+"""Hugging Face model serving runtimes for KServe."""

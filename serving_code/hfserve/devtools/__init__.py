@@ -1,0 +1,1 @@
+"""Developer tools (tiny local checkpoints for tests and conformance)."""

@@ -1,0 +1,49 @@
+"""Encoder tasks in-process: the shared EncoderTaskModel with a local EncoderEngine behind a DynamicBatcher."""
+
+import numpy as np
+
+from ..engine.batcher import DynamicBatcher
+from ..engine.encoder import EncoderEngine
+from ..serving.encoder_model import EncoderTaskModel, split_rows
+from ..serving.settings import ModelSettings
+from ..tasks.tokenization import EncodedText
+
+
+class InProcessEncoderModel(EncoderTaskModel):
+    def __init__(self, settings: ModelSettings, dtype: str = "auto", device: str = "auto",
+                 max_batch_size: int = 32, max_batch_delay_ms: float = 0.0):
+        super().__init__(settings)
+        self.dtype = dtype
+        self.device = device
+        self.max_batch_size = max_batch_size
+        self.max_batch_delay_ms = max_batch_delay_ms
+        self.engine: EncoderEngine | None = None
+        self.batcher: DynamicBatcher | None = None
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return self.engine.input_names
+
+    def load(self) -> bool:
+        self.engine = EncoderEngine.load(
+            self.settings.model_dir, self.settings.task, dtype=self.dtype, device=self.device,
+            trust_remote_code=self.settings.tokenizer.trust_remote_code,
+        )
+        self.load_text_side()
+        self.batcher = DynamicBatcher(self._forward_batch, self.name, self.max_batch_size, self.max_batch_delay_ms)
+        self.ready = True
+        return self.ready
+
+    def _forward_batch(self, encoded: list[EncodedText]) -> list[dict[str, np.ndarray]]:
+        return split_rows(self.engine.forward(self.text_encoder.pad(encoded)), len(encoded))
+
+    async def run_encoded(self, encoded: list[EncodedText]) -> list[dict[str, np.ndarray]]:
+        return await self.batcher.submit(encoded)
+
+    async def run_model(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.engine.forward(inputs)
+
+    def stop(self) -> None:
+        if self.batcher is not None:
+            self.batcher.close()
+        self.ready = False

@@ -1,0 +1,156 @@
+"""The OpenAI-compatible router: embeddings for embedding models, (chat) completions for generative ones."""
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from http import HTTPStatus
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from ...engine.generator import Generation
+from ...tasks import Task
+from ...tasks.embedding import embedding_to_base64
+from ...tasks.generation import generation_params
+from ...tasks.params import InvalidRequest, RequestParams
+from .schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+
+PREFIX = "/openai/v1"
+
+
+def openai_error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": {"message": message, "type": kind, "code": None}})
+
+
+class OpenAIRoutes:
+    def __init__(self, registry):
+        self.registry = registry
+        self.router = APIRouter(prefix=PREFIX)
+        self.router.add_api_route("/models", self.models, methods=["GET"])
+        self.router.add_api_route("/embeddings", self.embeddings, methods=["POST"])
+        self.router.add_api_route("/completions", self.completions, methods=["POST"])
+        self.router.add_api_route("/chat/completions", self.chat_completions, methods=["POST"])
+
+    def _model(self, name: str, wanted: str):
+        model = self.registry.get_model(name)
+        if model is None:
+            return None, openai_error(HTTPStatus.NOT_FOUND, f"model {name!r} is not served here", "not_found_error")
+        if not model.ready:
+            return None, openai_error(HTTPStatus.SERVICE_UNAVAILABLE, f"model {name!r} is not ready", "unavailable")
+        task = model.settings.task
+        serves = task == Task.TEXT_EMBEDDING if wanted == "embeddings" else task.is_generative
+        if not serves:
+            return None, openai_error(HTTPStatus.BAD_REQUEST, f"model {name!r} serves {task}, not {wanted}")
+        return model, None
+
+    async def models(self):
+        created = int(time.time())
+        data = [{"id": name, "object": "model", "created": created, "owned_by": "hfserve"}
+                for name in self.registry.get_models()]
+        return {"object": "list", "data": data}
+
+    async def embeddings(self, request: EmbeddingRequest):
+        model, error = self._model(request.model, "embeddings")
+        if error:
+            return error
+        texts = [request.input] if isinstance(request.input, str) else request.input
+        if any(not isinstance(t, str) for t in texts):
+            return openai_error(HTTPStatus.BAD_REQUEST, "token-id input is not supported; send text")
+        try:
+            vectors, tokens = await model.infer_texts(texts, RequestParams())
+        except InvalidRequest as exc:
+            return openai_error(HTTPStatus.BAD_REQUEST, str(exc))
+        if request.dimensions is not None and request.dimensions != len(vectors[0]):
+            return openai_error(HTTPStatus.BAD_REQUEST,
+                                f"this model returns {len(vectors[0])} dimensions; 'dimensions' cannot change that")
+        encode = embedding_to_base64 if request.encoding_format == "base64" else (lambda v: v)
+        return {
+            "object": "list",
+            "data": [{"object": "embedding", "index": i, "embedding": encode(v)} for i, v in enumerate(vectors)],
+            "model": request.model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+
+    async def completions(self, request: CompletionRequest):
+        model, error = self._model(request.model, "completions")
+        if error:
+            return error
+        prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
+        if len(prompts) != 1:
+            return openai_error(HTTPStatus.BAD_REQUEST, "send one prompt per request")
+        return await self._complete(model, request, prompts[0], chat=False)
+
+    async def chat_completions(self, request: ChatCompletionRequest):
+        model, error = self._model(request.model, "chat completions")
+        if error:
+            return error
+        try:
+            prompt = model.chat_prompt([{"role": m.role, "content": m.text()} for m in request.messages])
+        except InvalidRequest as exc:
+            return openai_error(HTTPStatus.BAD_REQUEST, str(exc))
+        return await self._complete(model, request, prompt, chat=True)
+
+    async def _complete(self, model, request, prompt: str, chat: bool):
+        try:
+            params = generation_params(request.sampling(), default_max_new_tokens=16 if not chat else 64)
+        except InvalidRequest as exc:
+            return openai_error(HTTPStatus.BAD_REQUEST, str(exc))
+        reply = _Reply(request.model, chat)
+        if request.stream:
+            return StreamingResponse(reply.sse(model.stream(prompt, params)), media_type="text/event-stream")
+        return reply.whole(await model.generate(prompt, params))
+
+
+class _Reply:
+    """Shapes generations as OpenAI completion or chat.completion objects (whole or as SSE chunks)."""
+
+    def __init__(self, model_name: str, chat: bool):
+        self.model = model_name
+        self.chat = chat
+        self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
+        self.created = int(time.time())
+
+    def _envelope(self, choices: list, chunk: bool = False) -> dict:
+        kind = ("chat.completion.chunk" if chunk else "chat.completion") if self.chat else "text_completion"
+        return {"id": self.id, "object": kind, "created": self.created, "model": self.model, "choices": choices}
+
+    @staticmethod
+    def _usage(generation: Generation) -> dict:
+        return {"prompt_tokens": generation.prompt_tokens, "completion_tokens": generation.completion_tokens,
+                "total_tokens": generation.prompt_tokens + generation.completion_tokens}
+
+    def whole(self, generation: Generation) -> dict:
+        if self.chat:
+            choice = {"index": 0, "message": {"role": "assistant", "content": generation.text},
+                      "finish_reason": generation.finish_reason, "logprobs": None}
+        else:
+            choice = {"index": 0, "text": generation.text, "finish_reason": generation.finish_reason,
+                      "logprobs": None}
+        return {**self._envelope([choice]), "usage": self._usage(generation)}
+
+    def _chunk(self, text: str | None, finish_reason: str | None, first: bool = False) -> dict:
+        if self.chat:
+            delta = {"role": "assistant", "content": ""} if first else ({"content": text} if text else {})
+            choice = {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
+        else:
+            choice = {"index": 0, "text": text or "", "finish_reason": finish_reason, "logprobs": None}
+        return self._envelope([choice], chunk=True)
+
+    async def sse(self, pieces: AsyncIterator) -> AsyncIterator[bytes]:
+        if self.chat:
+            yield _event(self._chunk(None, None, first=True))
+        async for piece in pieces:
+            if isinstance(piece, Generation):
+                yield _event({**self._chunk(None, piece.finish_reason), "usage": self._usage(piece)})
+            elif piece:
+                yield _event(self._chunk(piece, None))
+        yield b"data: [DONE]\n\n"
+
+
+def _event(payload: dict) -> bytes:
+    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
+
+
+def openai_router(registry) -> APIRouter:
+    return OpenAIRoutes(registry).router

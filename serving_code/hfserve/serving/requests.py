@@ -1,0 +1,121 @@
+"""Turning V1 and V2 request bodies into (texts, parameters), with a clear 4xx message for anything off."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from kserve import InferRequest
+
+from ..tasks.params import InvalidRequest, RequestParams
+
+TEXT_INPUT = "text"
+
+
+@dataclass
+class ParsedRequest:
+    texts: list[str]
+    params: RequestParams = field(default_factory=RequestParams)
+    v2_request: InferRequest | None = None  # set for V2 (REST or gRPC) requests
+    params_raw: dict | None = None  # the request's parameters as sent (generation options)
+
+    @property
+    def is_v2(self) -> bool:
+        return self.v2_request is not None
+
+
+def parse_request(payload: Any, max_items: int) -> ParsedRequest:
+    if isinstance(payload, InferRequest):
+        return parse_v2(payload, max_items)
+    if isinstance(payload, dict):
+        return parse_v1(payload, max_items)
+    raise InvalidRequest("the request body must be a JSON object")
+
+
+def parse_v1(body: dict, max_items: int) -> ParsedRequest:
+    if "instances" not in body:
+        raise InvalidRequest("V1 requests need an 'instances' list, e.g. {\"instances\": [\"some text\"]}")
+    instances = body["instances"]
+    if not isinstance(instances, list):
+        raise InvalidRequest("'instances' must be a list")
+    texts = [_v1_text(i, item) for i, item in enumerate(instances)]
+    check_texts(texts, max_items)
+    raw = body.get("parameters")
+    return ParsedRequest(texts=texts, params=RequestParams.parse(raw), params_raw=raw)
+
+
+def _v1_text(index: int, item: Any) -> str:
+    if isinstance(item, dict):
+        item = item.get("text")
+    if not isinstance(item, str):
+        raise InvalidRequest(f"instance {index} must be a string or an object with a string 'text'")
+    return item
+
+
+def parse_v2(request: InferRequest, max_items: int) -> ParsedRequest:
+    inputs = request.inputs or []
+    if len(inputs) != 1:
+        raise InvalidRequest(f"expected exactly one input tensor named '{TEXT_INPUT}', got {len(inputs)}")
+    tensor = inputs[0]
+    if tensor.name != TEXT_INPUT:
+        raise InvalidRequest(f"unknown input {tensor.name!r}; the model takes one BYTES input named '{TEXT_INPUT}'")
+    if tensor.datatype != "BYTES":
+        raise InvalidRequest(f"input '{TEXT_INPUT}' must have datatype BYTES, got {tensor.datatype}")
+    shape = list(tensor.shape or [])
+    if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
+        raise InvalidRequest(f"input '{TEXT_INPUT}' must have shape [N] or [N, 1], got {shape}")
+    texts = [_v2_text(i, item) for i, item in enumerate(_v2_items(tensor))]
+    if len(texts) != shape[0]:
+        raise InvalidRequest(f"input '{TEXT_INPUT}' has shape {shape} but {len(texts)} elements")
+    check_texts(texts, max_items)
+    raw = _plain_parameters(request.parameters)
+    return ParsedRequest(texts=texts, params=RequestParams.parse(raw), v2_request=request, params_raw=raw)
+
+
+def _v2_items(tensor) -> list:
+    data = tensor.data
+    if data is None or (isinstance(data, list) and not data and getattr(tensor, "_raw_data", None)):
+        return list(tensor.as_numpy().reshape(-1))
+    if isinstance(data, np.ndarray):
+        return list(data.reshape(-1))
+    if not isinstance(data, list):
+        raise InvalidRequest(f"input '{TEXT_INPUT}' data must be a list of strings")
+    return _flatten(data)
+
+
+def _flatten(items: list) -> list:
+    flat = []
+    for item in items:
+        flat.extend(_flatten(item) if isinstance(item, list) else [item])
+    return flat
+
+
+def _v2_text(index: int, item: Any) -> str:
+    if isinstance(item, (bytes, np.bytes_)):
+        try:
+            return bytes(item).decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidRequest(f"element {index} of '{TEXT_INPUT}' is not valid UTF-8") from None
+    if not isinstance(item, str):
+        raise InvalidRequest(f"element {index} of '{TEXT_INPUT}' must be a string")
+    return item
+
+
+def _plain_parameters(parameters: Any) -> dict | None:
+    """V2 parameters arrive as plain values (REST) or InferParameter messages (gRPC)."""
+    if not parameters:
+        return None
+    plain = {}
+    for key, value in dict(parameters).items():
+        for kind in ("bool_param", "int64_param", "string_param", "double_param"):
+            if hasattr(value, "HasField") and value.HasField(kind):
+                value = getattr(value, kind)
+                break
+        plain[key] = value
+    return plain
+
+
+def check_texts(texts: list[str], max_items: int) -> None:
+    if not texts:
+        raise InvalidRequest("the request has no texts; send at least one")
+    if len(texts) > max_items:
+        raise InvalidRequest(f"the request has {len(texts)} texts; at most {max_items} are allowed per request")

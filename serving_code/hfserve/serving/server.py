@@ -1,0 +1,102 @@
+"""kserve's ModelServer with what a production runtime needs on top: a bind address, body-size limits,
+JSON errors for every client mistake, and the OpenAI-compatible routes, all on the one HTTP app."""
+
+import asyncio
+from collections.abc import Callable
+
+import concurrent.futures
+
+from fastapi import APIRouter, FastAPI
+from grpc import aio
+
+import kserve.model_server as kserve_model_server
+from kserve import ModelServer
+from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
+from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor, LoggingInterceptor
+from kserve.protocol.grpc.server import GRPCServer
+from kserve.protocol.grpc.servicer import InferenceServicer
+from kserve.protocol.rest.server import RESTServer
+
+from .errors import install_error_handlers
+from .limits import BodySizeLimit
+
+RouterFactory = Callable[[kserve_model_server.ModelRepository], APIRouter]
+
+
+class _RESTServer(RESTServer):
+    def __init__(self, *args, bind_address: str, max_request_bytes: int, routers: list[APIRouter], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.config.host = bind_address
+        self._max_request_bytes = max_request_bytes
+        self._routers = routers
+
+    def _register_endpoints(self, app: FastAPI):
+        for router in self._routers:
+            app.include_router(router)
+        super()._register_endpoints(app)
+
+    def _add_middlewares(self, app: FastAPI):
+        super()._add_middlewares(app)
+        app.add_middleware(BodySizeLimit, max_bytes=self._max_request_bytes)
+
+    def _add_exception_handlers(self, app: FastAPI):
+        super()._add_exception_handlers(app)
+        install_error_handlers(app)
+
+
+class _GRPCServer(GRPCServer):
+    """kserve's gRPC server, listening on the configured address instead of every interface."""
+
+    def __init__(self, *args, bind_address: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._bind_address = bind_address
+
+    async def start(self, max_workers):
+        servicer = InferenceServicer(self._data_plane, self._model_repository_extension)
+        self._server = aio.server(
+            concurrent.futures.ThreadPoolExecutor(max_workers=max_workers),
+            interceptors=(LoggingInterceptor(), ExceptionToStatusInterceptor()),
+            options=[
+                ("grpc.max_send_message_length", self._kwargs.get("grpc_max_send_message_length")),
+                ("grpc.max_receive_message_length", self._kwargs.get("grpc_max_receive_message_length")),
+            ],
+        )
+        grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)
+        host = "[::]" if self._bind_address in ("0.0.0.0", "::") else self._bind_address
+        self._server.add_insecure_port(f"{host}:{self._port}")
+        await self._server.start()
+        await self._server.wait_for_termination()
+
+
+class HFModelServer(ModelServer):
+    def __init__(self, *, bind_address: str = "0.0.0.0", max_request_bytes: int = 1 << 20,
+                 router_factories: tuple[RouterFactory, ...] = (), **kwargs):
+        super().__init__(**kwargs)
+        self.bind_address = bind_address
+        self.max_request_bytes = max_request_bytes
+        self.router_factories = router_factories
+
+    def start(self, models) -> None:
+        if self.workers > 1:
+            # kserve's multi-process server has its own app set-up; our routes and limits need one process.
+            raise ValueError("--workers > 1 is not supported; scale with replicas instead")
+        self._register_and_check_atleast_one_model_is_ready(models)
+        self._rest_server = _RESTServer(
+            kserve_model_server.FASTAPI_APP_IMPORT_STRING, self.dataplane, self.model_repository_extension,
+            self.http_port, access_log_format=self.access_log_format, workers=1,
+            grace_period=self.grace_period, event_loop=self.event_loop, timeout_keep_alive=self.timeout_keep_alive,
+            bind_address=self.bind_address, max_request_bytes=self.max_request_bytes,
+            routers=[factory(self.registered_models) for factory in self.router_factories],
+        )
+        self.servers.append(self._rest_server.start())
+        if self.enable_grpc:
+            self._grpc_server = _GRPCServer(
+                self.grpc_port, self.dataplane, self.model_repository_extension,
+                kwargs={**vars(kserve_model_server.args),
+                        "grpc_max_receive_message_length": self.max_request_bytes},
+                grace_period=self.grace_period, bind_address=self.bind_address,
+            )
+            self.servers.append(self._grpc_server.start(self.max_threads))
+        self.setup_event_loop()
+        self.register_signal_handler()
+        asyncio.run(self._serve())

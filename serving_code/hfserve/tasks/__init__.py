@@ -1,0 +1,27 @@
+"""Task logic shared by both runtimes: what a task needs before and after the model.
+
+Nothing here touches torch or a server: both the in-process runtime and the Triton
+transformer import these modules, so the same input gives the same JSON from either.
+"""
+
+from enum import Enum
+
+
+class Task(str, Enum):
+    TEXT_EMBEDDING = "text_embedding"
+    SEQUENCE_CLASSIFICATION = "sequence_classification"
+    TOKEN_CLASSIFICATION = "token_classification"
+    FILL_MASK = "fill_mask"
+    TEXT_GENERATION = "text_generation"
+    TEXT2TEXT_GENERATION = "text2text_generation"
+
+    @property
+    def is_generative(self) -> bool:
+        return self in GENERATIVE_TASKS
+
+    def __str__(self) -> str:
+        return self.value
+
+
+GENERATIVE_TASKS = frozenset({Task.TEXT_GENERATION, Task.TEXT2TEXT_GENERATION})
+ENCODER_TASKS = frozenset(Task) - GENERATIVE_TASKS

@@ -1,0 +1,220 @@
+"""Post-processing per encoder task: the model's named outputs for one text -> that text's JSON result,
+and the typed V2 tensors for a whole request. One handler class per task."""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from transformers import PreTrainedTokenizerBase
+
+from . import Task
+from .embedding import finish_embedding, read_pooling_config
+from .params import InvalidRequest, RequestParams
+from .tokenization import EncodedText
+
+
+@dataclass
+class V2Output:
+    """A typed output tensor, independent of the kserve classes that will carry it."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+    data: list
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def _json_bytes(results: list) -> list[str]:
+    return [json.dumps(r, ensure_ascii=False) for r in results]
+
+
+class TaskHandler:
+    task: Task
+    needs_offsets = False
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, model_dir: Path, id2label: dict[int, str],
+                 return_probabilities: bool = False):
+        self.tokenizer = tokenizer
+        self.id2label = id2label
+        self.return_probabilities = return_probabilities
+
+    def check(self, encoded: list[EncodedText]) -> None:
+        """Rejects inputs the task cannot answer, before they reach the model."""
+
+    def result(self, outputs: dict[str, np.ndarray], encoded: EncodedText, text: str, params: RequestParams):
+        raise NotImplementedError
+
+    def v2_outputs(self, results: list, params: RequestParams) -> list[V2Output]:
+        raise NotImplementedError
+
+    def output_metadata(self) -> list[dict]:
+        raise NotImplementedError
+
+
+class EmbeddingHandler(TaskHandler):
+    task = Task.TEXT_EMBEDDING
+
+    def __init__(self, tokenizer, model_dir, id2label, return_probabilities=False):
+        super().__init__(tokenizer, model_dir, id2label, return_probabilities)
+        self.normalize = read_pooling_config(model_dir).normalize
+
+    def vector(self, outputs, params: RequestParams) -> np.ndarray:
+        normalize = self.normalize if params.normalize is None else params.normalize
+        return finish_embedding(outputs["embeddings"], normalize)
+
+    def result(self, outputs, encoded, text, params):
+        return self.vector(outputs, params).tolist()
+
+    def v2_outputs(self, results, params):
+        width = len(results[0]) if results else 0
+        return [V2Output("embedding", "FP32", [len(results), width], [x for r in results for x in r])]
+
+    def output_metadata(self):
+        return [{"name": "embedding", "datatype": "FP32", "shape": [-1, -1]}]
+
+
+class SequenceClassificationHandler(TaskHandler):
+    task = Task.SEQUENCE_CLASSIFICATION
+
+    def _with_probabilities(self, params: RequestParams) -> bool:
+        return self.return_probabilities if params.return_probabilities is None else params.return_probabilities
+
+    def result(self, outputs, encoded, text, params):
+        probabilities = softmax(outputs["logits"].astype(np.float64))
+        best = int(np.argmax(probabilities))
+        result = {"label": self.id2label.get(best, str(best)), "score": float(probabilities[best])}
+        if self._with_probabilities(params):
+            result["probabilities"] = {self.id2label.get(i, str(i)): float(p) for i, p in enumerate(probabilities)}
+        return result
+
+    def v2_outputs(self, results, params):
+        tensors = [
+            V2Output("label", "BYTES", [len(results)], [r["label"] for r in results]),
+            V2Output("score", "FP32", [len(results)], [r["score"] for r in results]),
+        ]
+        if self._with_probabilities(params):
+            rows = [list(r["probabilities"].values()) for r in results]
+            tensors.append(V2Output("probabilities", "FP32", [len(rows), len(self.id2label)],
+                                    [p for row in rows for p in row]))
+        return tensors
+
+    def output_metadata(self):
+        meta = [{"name": "label", "datatype": "BYTES", "shape": [-1]},
+                {"name": "score", "datatype": "FP32", "shape": [-1]}]
+        if self.return_probabilities:
+            meta.append({"name": "probabilities", "datatype": "FP32", "shape": [-1, len(self.id2label)]})
+        return meta
+
+
+class TokenClassificationHandler(TaskHandler):
+    """Entities with character offsets; consecutive B-/I- tokens of one type are grouped into one span."""
+
+    task = Task.TOKEN_CLASSIFICATION
+    needs_offsets = True
+
+    def result(self, outputs, encoded, text, params):
+        probabilities = softmax(outputs["logits"][: len(encoded)].astype(np.float64))
+        special = set(self.tokenizer.all_special_ids)
+        entities: list[dict] = []
+        current: dict | None = None
+        for position, (start, end) in enumerate(encoded.offsets):
+            if encoded.input_ids[position] in special or start == end:
+                continue
+            label_id = int(np.argmax(probabilities[position]))
+            prefix, entity_type = _split_label(self.id2label.get(label_id, str(label_id)))
+            score = float(probabilities[position][label_id])
+            if entity_type is None:
+                current = None
+                continue
+            continues = current is not None and current["entity_group"] == entity_type and prefix != "B"
+            if continues and start <= current["end"] + 1:
+                current["end"] = end
+                current["_scores"].append(score)
+            else:
+                current = {"entity_group": entity_type, "start": start, "end": end, "_scores": [score]}
+                entities.append(current)
+        return [_finish_entity(e, text) for e in entities]
+
+    def v2_outputs(self, results, params):
+        return [V2Output("entities", "BYTES", [len(results)], _json_bytes(results))]
+
+    def output_metadata(self):
+        return [{"name": "entities", "datatype": "BYTES", "shape": [-1]}]
+
+
+def _split_label(label: str) -> tuple[str | None, str | None]:
+    if label.upper() == "O":
+        return None, None
+    if len(label) > 2 and label[1] == "-" and label[0] in "BIES":
+        return label[0], label[2:]
+    return None, label
+
+
+def _finish_entity(entity: dict, text: str) -> dict:
+    scores = entity.pop("_scores")
+    return {
+        "entity_group": entity["entity_group"],
+        "score": float(np.mean(scores)),
+        "word": text[entity["start"]: entity["end"]],
+        "start": entity["start"],
+        "end": entity["end"],
+    }
+
+
+class FillMaskHandler(TaskHandler):
+    """Top-k candidates per mask token; one flat list for one mask, a list per mask for several."""
+
+    task = Task.FILL_MASK
+
+    def check(self, encoded):
+        mask_id = self.tokenizer.mask_token_id
+        if mask_id is None:
+            raise InvalidRequest("this tokenizer has no mask token, so fill_mask cannot be served")
+        for index, e in enumerate(encoded):
+            if mask_id not in e.input_ids:
+                raise InvalidRequest(
+                    f"instance {index} has no {self.tokenizer.mask_token} token (or it was truncated away)"
+                )
+
+    def result(self, outputs, encoded, text, params):
+        logits = outputs["logits"][: len(encoded)]
+        positions = [i for i, t in enumerate(encoded.input_ids) if t == self.tokenizer.mask_token_id]
+        per_mask = [self._candidates(logits[p], p, encoded, params.top_k) for p in positions]
+        return per_mask[0] if len(per_mask) == 1 else per_mask
+
+    def _candidates(self, logits: np.ndarray, position: int, encoded: EncodedText, top_k: int) -> list[dict]:
+        probabilities = softmax(logits.astype(np.float64))
+        top = np.argsort(-probabilities, kind="stable")[:top_k]
+        candidates = []
+        for token_id in top:
+            ids = list(encoded.input_ids)
+            ids[position] = int(token_id)
+            candidates.append({
+                "score": float(probabilities[token_id]),
+                "token": int(token_id),
+                "token_str": self.tokenizer.decode([int(token_id)]).strip(),
+                "sequence": self.tokenizer.decode(ids, skip_special_tokens=True),
+            })
+        return candidates
+
+    def v2_outputs(self, results, params):
+        return [V2Output("predictions", "BYTES", [len(results)], _json_bytes(results))]
+
+    def output_metadata(self):
+        return [{"name": "predictions", "datatype": "BYTES", "shape": [-1]}]
+
+
+HANDLERS = {h.task: h for h in (EmbeddingHandler, SequenceClassificationHandler, TokenClassificationHandler,
+                                FillMaskHandler)}
+
+
+def make_handler(task: Task, tokenizer, model_dir: Path, return_probabilities: bool = False) -> TaskHandler:
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    id2label = {int(k): v for k, v in (config.get("id2label") or {}).items()}
+    return HANDLERS[task](tokenizer, Path(model_dir), id2label, return_probabilities)

@@ -1,0 +1,115 @@
+"""Tokenizer options, loading, and turning texts into the int64 tensors both runtimes send to the model."""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+# Tokenizers without a real limit report a huge sentinel as model_max_length.
+_NO_LIMIT = 1_000_000
+
+
+@dataclass(frozen=True)
+class TokenizerOptions:
+    max_length: int | None = None  # None: the model's own maximum
+    lower_case: bool = True  # False (--disable_lower_case) turns lower-casing off
+    add_special_tokens: bool = True  # False (--disable_special_tokens)
+    trust_remote_code: bool = False
+
+
+@dataclass
+class EncodedText:
+    """One text, tokenized and truncated, not padded."""
+
+    input_ids: list[int]
+    token_type_ids: list[int] | None
+    offsets: list[tuple[int, int]] | None
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def load_tokenizer(model_dir: Path, options: TokenizerOptions) -> PreTrainedTokenizerBase:
+    kwargs = {"trust_remote_code": options.trust_remote_code}
+    if not options.lower_case:
+        kwargs["do_lower_case"] = False
+    return AutoTokenizer.from_pretrained(str(model_dir), **kwargs)
+
+
+def model_max_positions(model_dir: Path) -> int | None:
+    """The longest input the checkpoint supports: sentence-transformers' max_seq_length, else config.json's."""
+    st_config = Path(model_dir) / "sentence_bert_config.json"
+    if st_config.is_file():
+        max_seq_length = json.loads(st_config.read_text()).get("max_seq_length")
+        if isinstance(max_seq_length, int) and max_seq_length > 0:
+            return max_seq_length
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    for key in ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length"):
+        if isinstance(config.get(key), int) and config[key] > 0:
+            return config[key]
+    return None
+
+
+def effective_max_length(tokenizer: PreTrainedTokenizerBase, model_dir: Path, requested: int | None) -> int:
+    """--max_length if given, else the smaller of the tokenizer's and the model's limits (never above them)."""
+    limits = [n for n in (tokenizer.model_max_length, model_max_positions(model_dir)) if n and n < _NO_LIMIT]
+    ceiling = min(limits) if limits else 512
+    if requested is None:
+        return ceiling
+    if requested <= 0:
+        raise ValueError(f"--max_length must be positive, got {requested}")
+    return min(requested, ceiling)
+
+
+class TextEncoder:
+    """Tokenizes texts with the runtime's options; pads groups of them into model inputs."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, max_length: int, options: TokenizerOptions,
+                 input_names: tuple[str, ...]):
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.options = options
+        self.input_names = input_names
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    def encode(self, texts: list[str], with_offsets: bool = False) -> list[EncodedText]:
+        batch = self.tokenizer(
+            texts,
+            truncation=True,
+            max_length=self.max_length,
+            add_special_tokens=self.options.add_special_tokens,
+            return_offsets_mapping=with_offsets,
+            return_token_type_ids="token_type_ids" in self.input_names,
+            return_attention_mask=False,
+        )
+        type_ids = batch.get("token_type_ids")
+        offsets = batch.get("offset_mapping")
+        return [
+            EncodedText(
+                input_ids=list(ids),
+                token_type_ids=list(type_ids[i]) if type_ids is not None else None,
+                offsets=[tuple(o) for o in offsets[i]] if offsets is not None else None,
+            )
+            for i, ids in enumerate(batch["input_ids"])
+        ]
+
+    def pad(self, encoded: list[EncodedText]) -> dict[str, np.ndarray]:
+        """Right-pads a group of texts to its longest member: the model inputs, int64 [batch, length]."""
+        return pad_encoded(encoded, self.pad_id, self.input_names)
+
+
+def pad_encoded(encoded: list[EncodedText], pad_id: int, input_names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    length = max(len(e) for e in encoded)
+    input_ids = np.full((len(encoded), length), pad_id, dtype=np.int64)
+    attention_mask = np.zeros((len(encoded), length), dtype=np.int64)
+    token_type_ids = np.zeros((len(encoded), length), dtype=np.int64)
+    for row, e in enumerate(encoded):
+        n = len(e)
+        input_ids[row, :n] = e.input_ids
+        attention_mask[row, :n] = 1
+        if e.token_type_ids is not None:
+            token_type_ids[row, :n] = e.token_type_ids
+    arrays = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+    return {name: arrays[name] for name in input_names}

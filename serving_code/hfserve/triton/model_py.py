@@ -1,0 +1,137 @@
+"""Triton Python-backend model serving one Hugging Face encoder checkpoint with `EncoderEngine`.
+
+The repository builder copies this file to `<repository>/<model>/1/model.py`; Triton's Python-backend stub runs it.
+Parameters come from `config.pbtxt`: model_dir, task, dtype, trust_remote_code.
+
+Triton's dynamic batcher hands `execute` a list of requests, each holding a [b_i, T_i] batch of token ids (the
+transformer pads the texts of one request to a common length). We check each request on its own (a bad request
+gets its own error and cannot poison the batch), pad all good requests to the longest T, run ONE forward over the
+sum of the b_i rows, and split the outputs back per request, trimming token-level outputs to each request's T_i.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+class RequestError(ValueError):
+    pass
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        import torch
+
+        from hfserve.engine.encoder import EncoderEngine
+
+        self.model_config = json.loads(args["model_config"])
+        params = {k: v.get("string_value", "") for k, v in self.model_config.get("parameters", {}).items()}
+        model_dir = Path(params["model_dir"])
+        device = "cpu"
+        if args.get("model_instance_kind") == "GPU":
+            torch.cuda.set_device(int(args.get("model_instance_device_id", 0)))
+            device = "cuda"
+        self.engine = EncoderEngine.load(
+            model_dir,
+            task=params.get("task") or None,
+            dtype=params.get("dtype") or "auto",
+            device=device,
+            trust_remote_code=params.get("trust_remote_code", "false").lower() == "true",
+        )
+        self.input_names = [i["name"] for i in self.model_config["input"]]
+        self.output_names = [o["name"] for o in self.model_config["output"]]
+        # Token-level outputs ([B, T, ...]) are trimmed back to each request's own length.
+        self.token_level = {o["name"]: (list(o["dims"])[:1] == [-1]) for o in self.model_config["output"]}
+        config = self.engine.model.config
+        pad = getattr(config, "pad_token_id", None)
+        self.pad_values = {"input_ids": int(pad) if isinstance(pad, int) and pad >= 0 else 0,
+                           "attention_mask": 0, "token_type_ids": 0}
+        self.limits = {"input_ids": getattr(config, "vocab_size", None),
+                       "token_type_ids": getattr(config, "type_vocab_size", None),
+                       "attention_mask": 2}
+        self.max_positions = getattr(config, "max_position_embeddings", None)
+        pb_utils.Logger.log_info(
+            f"hfserve: loaded {model_dir} task={self.engine.task} device={self.engine.device} "
+            f"inputs={self.input_names} outputs={self.output_names}"
+        )
+
+    def _read(self, request):
+        arrays = {}
+        for name in self.input_names:
+            tensor = pb_utils.get_input_tensor_by_name(request, name)
+            if tensor is None:
+                raise RequestError(f"missing input {name!r}")
+            array = tensor.as_numpy()
+            if array.ndim != 2:
+                raise RequestError(f"input {name!r} must have shape [batch, tokens], got {list(array.shape)}")
+            arrays[name] = array.astype(np.int64, copy=False)
+        shape = arrays[self.input_names[0]].shape
+        for name, array in arrays.items():
+            if array.shape != shape:
+                raise RequestError(f"inputs must share one shape: {self.input_names[0]} {list(shape)}, "
+                                   f"{name} {list(array.shape)}")
+        if shape[0] == 0 or shape[1] == 0:
+            raise RequestError(f"empty input of shape {list(shape)}")
+        if self.max_positions and shape[1] > self.max_positions:
+            raise RequestError(f"{shape[1]} tokens exceed the model's maximum of {self.max_positions}")
+        for name, array in arrays.items():
+            limit = self.limits.get(name)
+            if limit and (array.min() < 0 or array.max() >= limit):
+                raise RequestError(f"input {name!r} has values outside [0, {limit})")
+        mask = arrays.get("attention_mask")
+        if mask is not None and not mask.any(axis=1).all():
+            raise RequestError("every row needs at least one token with attention_mask 1")
+        return arrays
+
+    def execute(self, requests):
+        responses = [None] * len(requests)
+        good = []  # (index, arrays)
+        for index, request in enumerate(requests):
+            try:
+                good.append((index, self._read(request)))
+            except RequestError as exc:
+                responses[index] = pb_utils.InferenceResponse(
+                    output_tensors=[], error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG))
+        if good:
+            try:
+                self._run(good, responses)
+            except Exception as exc:  # noqa: BLE001 - every request of the batch gets the error, Triton lives on
+                pb_utils.Logger.log_error(f"hfserve: forward failed: {exc!r}")
+                for index, _ in good:
+                    responses[index] = pb_utils.InferenceResponse(
+                        output_tensors=[], error=pb_utils.TritonError(f"forward failed: {exc}"))
+        return responses
+
+    def _run(self, good, responses):
+        longest = max(arrays[self.input_names[0]].shape[1] for _, arrays in good)
+        total = sum(arrays[self.input_names[0]].shape[0] for _, arrays in good)
+        batch = {}
+        for name in self.input_names:
+            merged = np.full((total, longest), self.pad_values.get(name, 0), dtype=np.int64)
+            row = 0
+            for _, arrays in good:
+                b, t = arrays[name].shape
+                merged[row:row + b, :t] = arrays[name]
+                row += b
+            batch[name] = merged
+        outputs = self.engine.forward(batch)
+        row = 0
+        for index, arrays in good:
+            b, t = arrays[self.input_names[0]].shape
+            tensors = []
+            for name in self.output_names:
+                part = outputs[name][row:row + b]
+                if self.token_level[name]:
+                    part = part[:, :t]
+                tensors.append(pb_utils.Tensor(name, np.ascontiguousarray(part, dtype=np.float32)))
+            responses[index] = pb_utils.InferenceResponse(output_tensors=tensors)
+            row += b
+
+    def finalize(self):
+        self.engine = None

@@ -1,0 +1,228 @@
+"""Build a Triton model repository (Python backend) from a Hugging Face checkpoint directory.
+
+    <repository_dir>/<model_name>/config.pbtxt
+    <repository_dir>/<model_name>/1/model.py      (hfserve.triton.model_py, runs hfserve.engine.encoder.EncoderEngine)
+
+`python -m hfserve.triton.repository --model_name N --model_dir D --repository_dir R [...]` builds it from the command
+line (the launcher runs it in a child process so that the long-lived supervisor never imports torch).
+Encoder tasks only: generative checkpoints are refused with `GenerativeTaskRefused`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..tasks import ENCODER_TASKS, Task
+from ..tasks.detect import infer_task
+
+MODEL_FILE = Path(__file__).with_name("model_py.py")
+MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+# Exit status of the launcher and the builder when the checkpoint's task is generative.
+EXIT_GENERATIVE = 3
+
+
+class GenerativeTaskRefused(ValueError):
+    def __init__(self, task: Task, model_dir: Path):
+        super().__init__(
+            f"task {task.value!r} of {model_dir} is generative; the kserve-huggingface-triton runtime serves encoder "
+            f"tasks only ({', '.join(sorted(t.value for t in ENCODER_TASKS))}). "
+            "Serve this model with the kserve-huggingface runtime instead."
+        )
+        self.task = task
+
+
+@dataclass
+class RepositorySpec:
+    model_name: str
+    model_dir: Path
+    task: Task
+    input_names: tuple[str, ...]
+    output_specs: dict[str, tuple[str, list[int]]]
+    dtype: str = "auto"
+    kind: str = "KIND_CPU"
+    max_batch_size: int = 32
+    preferred_batch_sizes: list[int] = field(default_factory=lambda: [8, 16, 32])
+    max_queue_delay_us: int = 2000
+    instance_count: int = 1
+    trust_remote_code: bool = False
+
+
+def check_encoder_task(model_dir: Path, task: str | Task | None) -> Task:
+    """The checkpoint's task (torch-free); raises GenerativeTaskRefused for generative ones."""
+    resolved = infer_task(Path(model_dir), task)
+    if resolved not in ENCODER_TASKS:
+        raise GenerativeTaskRefused(resolved, Path(model_dir))
+    return resolved
+
+
+def describe_model(model_dir: Path, task: Task, trust_remote_code: bool = False):
+    """(input_names, output_specs) as EncoderEngine sees them, without loading the weights (meta device)."""
+    import torch
+    from transformers import AutoConfig
+
+    from ..engine.encoder import MODEL_CLASSES, EncoderEngine
+
+    config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
+    try:
+        with torch.device("meta"):
+            model = MODEL_CLASSES[task].from_config(config, trust_remote_code=trust_remote_code)
+    except Exception:  # noqa: BLE001 - some remote-code models cannot be built on meta: load them for real
+        engine = EncoderEngine.load(model_dir, task=task, dtype="float32", device="cpu",
+                                    trust_remote_code=trust_remote_code)
+        return engine.input_names, engine.output_specs
+    engine = EncoderEngine(model, task, torch.device("meta"))
+    return engine.input_names, engine.output_specs
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _q(value: str) -> str:
+    return json.dumps(str(value))  # protobuf text format accepts JSON-style double-quoted strings
+
+
+def render_config(spec: RepositorySpec) -> str:
+    preferred = [b for b in spec.preferred_batch_sizes if 0 < b <= spec.max_batch_size]
+    lines = [
+        f"name: {_q(spec.model_name)}",
+        'backend: "python"',
+        f"max_batch_size: {spec.max_batch_size}",
+        "dynamic_batching {",
+    ]
+    if preferred:
+        lines.append(f"  preferred_batch_size: [ {', '.join(str(b) for b in preferred)} ]")
+    lines += [f"  max_queue_delay_microseconds: {spec.max_queue_delay_us}", "}", "input ["]
+    lines.append(",\n".join(
+        f'  {{\n    name: {_q(name)}\n    data_type: TYPE_INT64\n    dims: [ -1 ]\n  }}' for name in spec.input_names))
+    lines += ["]", "output ["]
+    lines.append(",\n".join(
+        f'  {{\n    name: {_q(name)}\n    data_type: TYPE_{dtype}\n    dims: [ {", ".join(str(d) for d in dims)} ]\n  }}'
+        for name, (dtype, dims) in spec.output_specs.items()))
+    lines += ["]", "instance_group [", f"  {{\n    count: {spec.instance_count}\n    kind: {spec.kind}\n  }}", "]"]
+    params = {
+        "model_dir": str(Path(spec.model_dir).resolve()),
+        "task": spec.task.value,
+        "dtype": spec.dtype,
+        "trust_remote_code": "true" if spec.trust_remote_code else "false",
+    }
+    for key, value in params.items():
+        lines.append(f"parameters: {{\n  key: {_q(key)}\n  value: {{ string_value: {_q(value)} }}\n}}")
+    return "\n".join(lines) + "\n"
+
+
+def write_repository(spec: RepositorySpec, repository_dir: Path) -> Path:
+    """Write (replacing) `<repository_dir>/<model_name>/`; returns the model folder."""
+    model_folder = Path(repository_dir) / spec.model_name
+    if model_folder.exists():
+        shutil.rmtree(model_folder)
+    (model_folder / "1").mkdir(parents=True)
+    (model_folder / "config.pbtxt").write_text(render_config(spec))
+    shutil.copyfile(MODEL_FILE, model_folder / "1" / "model.py")
+    return model_folder
+
+
+def build_repository(
+    model_dir: Path,
+    repository_dir: Path,
+    model_name: str,
+    task: str | Task | None = None,
+    dtype: str = "auto",
+    device: str = "auto",
+    max_batch_size: int = 32,
+    preferred_batch_sizes: list[int] | tuple[int, ...] = (8, 16, 32),
+    max_queue_delay_us: int = 2000,
+    instance_count: int = 1,
+    trust_remote_code: bool = False,
+) -> RepositorySpec:
+    if not MODEL_NAME_RE.match(model_name):
+        raise ValueError(f"model name {model_name!r} is not a valid Triton model name ([A-Za-z0-9_.-]+)")
+    if max_batch_size < 1:
+        raise ValueError("--max_batch_size must be at least 1")
+    if instance_count < 1:
+        raise ValueError("--instance_count must be at least 1")
+    if max_queue_delay_us < 0:
+        raise ValueError("--max_queue_delay_us must not be negative")
+    model_dir = Path(model_dir)
+    resolved = check_encoder_task(model_dir, task)
+    if device == "cuda":
+        if not cuda_available():
+            raise ValueError("--device cuda was requested but no CUDA device is available")
+        kind = "KIND_GPU"
+    elif device == "cpu":
+        kind = "KIND_CPU"
+    elif device == "auto":
+        kind = "KIND_GPU" if cuda_available() else "KIND_CPU"
+    else:
+        raise ValueError(f"unknown device {device!r}; choose auto, cpu or cuda")
+    input_names, output_specs = describe_model(model_dir, resolved, trust_remote_code)
+    spec = RepositorySpec(
+        model_name=model_name, model_dir=model_dir, task=resolved, input_names=tuple(input_names),
+        output_specs=dict(output_specs), dtype=dtype, kind=kind, max_batch_size=max_batch_size,
+        preferred_batch_sizes=sorted(set(preferred_batch_sizes)), max_queue_delay_us=max_queue_delay_us,
+        instance_count=instance_count, trust_remote_code=trust_remote_code,
+    )
+    write_repository(spec, Path(repository_dir))
+    return spec
+
+
+def parse_batch_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in str(text).split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if any(size < 1 for size in sizes):
+        raise argparse.ArgumentTypeError("batch sizes must be positive")
+    return sizes
+
+
+def add_repository_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model_name", required=True)
+    parser.add_argument("--model_dir", required=True, type=Path)
+    parser.add_argument("--task", default=None)
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"])
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--trust_remote_code", action="store_true")
+    parser.add_argument("--max_batch_size", type=int, default=32)
+    parser.add_argument("--preferred_batch_sizes", type=parse_batch_sizes, default=[8, 16, 32])
+    parser.add_argument("--max_queue_delay_us", type=int, default=2000)
+    parser.add_argument("--instance_count", type=int, default=1)
+
+
+def build_from_args(args: argparse.Namespace, repository_dir: Path) -> RepositorySpec:
+    return build_repository(
+        args.model_dir, repository_dir, args.model_name, task=args.task, dtype=args.dtype, device=args.device,
+        max_batch_size=args.max_batch_size, preferred_batch_sizes=args.preferred_batch_sizes,
+        max_queue_delay_us=args.max_queue_delay_us, instance_count=args.instance_count,
+        trust_remote_code=args.trust_remote_code,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hfserve.triton.repository", description=__doc__.splitlines()[0])
+    add_repository_args(parser)
+    parser.add_argument("--repository_dir", required=True, type=Path)
+    args = parser.parse_args(argv)
+    try:
+        spec = build_from_args(args, args.repository_dir)
+    except GenerativeTaskRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_GENERATIVE
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"model": spec.model_name, "task": spec.task.value, "kind": spec.kind,
+                      "inputs": list(spec.input_names), "outputs": {k: list(v) for k, v in spec.output_specs.items()}}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
