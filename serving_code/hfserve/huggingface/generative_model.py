@@ -46,7 +46,8 @@ class GenerativeModel(Model):
             return {"predictions": [{"generated_text": g.text, "finish_reason": g.finish_reason}
                                     for g in generations]}
         tensor = V2Output("generated_text", "BYTES", [len(generations)], [g.text for g in generations])
-        return InferResponse(model_name=self.name, response_id=request.v2_request.id,
+        return InferResponse(model_name=self.name, response_id=request.response_id,
+                             use_binary_outputs=request.binary_outputs,
                              infer_outputs=[to_infer_output(tensor)])
 
     async def generate(self, prompt: str, params: GenerationParams) -> Generation:

@@ -88,7 +88,8 @@ class EncoderTaskModel(Model):
         tensors = self.handler.v2_outputs(job.results, job.request.params)
         return InferResponse(
             model_name=self.name,
-            response_id=job.request.v2_request.id,
+            response_id=job.request.response_id,
+            use_binary_outputs=job.request.binary_outputs,
             infer_outputs=[to_infer_output(t) for t in tensors],
         )
 

@@ -1,5 +1,7 @@
 """Turning V1 and V2 request bodies into (texts, parameters), with a clear 4xx message for anything off."""
 
+import json
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,8 +24,24 @@ class ParsedRequest:
     def is_v2(self) -> bool:
         return self.v2_request is not None
 
+    @property
+    def binary_outputs(self) -> bool:
+        """gRPC clients (Triton's among them) read tensors from raw_output_contents."""
+        return bool(self.v2_request is not None and getattr(self.v2_request, "from_grpc", False))
+
+    @property
+    def response_id(self) -> str:
+        """The V2 response id: the request's own id, or a fresh one (V2 responses must carry an id)."""
+        return (self.v2_request.id if self.v2_request is not None else None) or str(uuid.uuid4())
+
 
 def parse_request(payload: Any, max_items: int) -> ParsedRequest:
+    if isinstance(payload, (bytes, str)):
+        # kserve hands over bodies sent without a JSON content type (e.g. `curl -d`) undecoded.
+        try:
+            payload = json.loads(payload)
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidRequest("the request body is not valid JSON") from None
     if isinstance(payload, InferRequest):
         return parse_v2(payload, max_items)
     if isinstance(payload, dict):
