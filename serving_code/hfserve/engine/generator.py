@@ -117,12 +117,16 @@ class GeneratorEngine:
         counter = {"tokens": 0}
 
         def run():
-            with self._lock, torch.inference_mode():
-                if params.seed is not None:
-                    torch.manual_seed(params.seed)
-                output = self.model.generate(**kwargs, streamer=streamer)
-                counter["tokens"] = output.shape[1] - (kwargs["input_ids"].shape[1]
-                                                       if self.task == Task.TEXT_GENERATION else 1)
+            try:
+                with self._lock, torch.inference_mode():
+                    if params.seed is not None:
+                        torch.manual_seed(params.seed)
+                    output = self.model.generate(**kwargs, streamer=streamer)
+                    counter["tokens"] = output.shape[1] - (kwargs["input_ids"].shape[1]
+                                                           if self.task == Task.TEXT_GENERATION else 1)
+            except Exception as error:  # surfaced to the caller below, after unblocking the streamer
+                counter["error"] = error
+                streamer.end()
 
         thread = threading.Thread(target=run, daemon=True)
         thread.start()
@@ -146,8 +150,11 @@ class GeneratorEngine:
         if not stopped and held:
             yield held
             emitted += held
-        for _ in streamer:  # drain so the generating thread can finish
-            pass
+        if stopped:
+            for _ in streamer:  # we left the loop early: drain it so the generating thread can finish
+                pass
         thread.join()
+        if "error" in counter:
+            raise counter["error"]
         finish = "stop" if stopped or watch.hit or counter["tokens"] < max_new else "length"
         yield Generation(emitted, finish, prompt_tokens, counter["tokens"])
