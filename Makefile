@@ -12,7 +12,7 @@ MODEL_DIR ?= $(shell $(PY) -m hfserve.packaged_model 2>/dev/null)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: help venv serve test
+.PHONY: help venv serve test bench
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
@@ -31,3 +31,89 @@ serve: $(STAMP) ## Serve the packaged all-MiniLM-L6-v2 with the kserve-huggingfa
 
 test: $(STAMP) ## Run the whole test suite
 	$(PY) -m pytest -q
+
+bench: $(STAMP) ## Benchmark both runtimes beside the raw model forward (concurrency 1, 8, 32); reports/bench/
+	$(PY) -m loadtests.bench $(BENCH_ARGS)
+
+# ---- Conformance, load tests, workflow lint (conformance/, loadtests/, .github/) -------------
+# TARGET: local (both runtimes from the rendered chart on loopback ports), cluster (KUBECONFIG:
+# installs the chart and the CPU examples, port-forwards), or http://host:port[,http://host2:port].
+TARGET ?= local
+MARKERS ?=
+CONFORMANCE_ARGS ?=
+P99_MS ?= 5000
+LOAD_DURATION ?= 30
+LOAD_USERS ?= 8
+LOAD_SHAPE ?= steady
+LOAD_PROTOCOLS ?= v1,v2,openai
+LOAD_ARGS ?=
+ACTIONLINT := $(VENV)/bin/actionlint
+# KServe install for the kind workflow (Standard = raw Deployment mode: no Knative, no Istio).
+KIND_CLUSTER ?= hfserve
+KSERVE_VERSION ?= v0.21.0
+CERT_MANAGER_VERSION ?= v1.17.2
+KIND_IMAGES ?= $(shell docker images --format '{{.Repository}}:{{.Tag}}' --filter 'reference=ghcr.io/hfserve/*' 2>/dev/null)
+
+.PHONY: conformance conformance-gpu load actionlint kserve-install kind-load cluster-debug gpu-info
+conformance: $(STAMP) ## Conformance suite; TARGET=local|cluster|http://host:port, MARKERS="v1 or openai"; reports/conformance/
+	$(PY) -m pytest conformance -p no:cacheprovider -o timeout=900 -rfEs --target "$(TARGET)" \
+	  $(if $(MARKERS),-m "$(MARKERS)") $(CONFORMANCE_ARGS)
+
+conformance-gpu: $(STAMP) ## Conformance suite on a GPU machine: the gpu group fails instead of skipping without a GPU
+	$(PY) -m pytest conformance -p no:cacheprovider -o timeout=900 -rfEs --target "$(TARGET)" --require-gpu \
+	  $(if $(MARKERS),-m "$(MARKERS)") $(CONFORMANCE_ARGS)
+
+load: $(STAMP) ## Locust load run (TARGET=local|http://..., P99_MS, LOAD_DURATION, LOAD_USERS, LOAD_SHAPE=steady|step); reports/load/
+	$(PY) -m loadtests.run --target "$(TARGET)" --p99-ms $(P99_MS) --duration $(LOAD_DURATION) \
+	  --users $(LOAD_USERS) --shape $(LOAD_SHAPE) --protocols $(LOAD_PROTOCOLS) $(LOAD_ARGS)
+
+actionlint: $(STAMP) ## Lint .github/workflows with actionlint (pinned in requirements/dev.txt)
+	$(ACTIONLINT) -no-color
+
+kserve-install: ## Install cert-manager and KServe $(KSERVE_VERSION) (Standard mode) into the current kube context
+	kubectl apply -f https://github.com/cert-manager/cert-manager/releases/download/$(CERT_MANAGER_VERSION)/cert-manager.yaml
+	kubectl -n cert-manager wait --for=condition=Available deployment --all --timeout=300s
+	helm upgrade --install kserve-crd oci://ghcr.io/kserve/charts/kserve-crd --version $(KSERVE_VERSION) \
+	  --namespace kserve --create-namespace --wait
+	helm upgrade --install kserve oci://ghcr.io/kserve/charts/kserve --version $(KSERVE_VERSION) \
+	  --namespace kserve --wait --timeout 10m --set kserve.controller.deploymentMode=Standard \
+	  --set kserve.controller.gateway.disableIngressCreation=true
+
+kind-load: ## Load the images `make images` built (ghcr.io/hfserve/*) into the kind cluster $(KIND_CLUSTER)
+	@test -n "$(KIND_IMAGES)" || { echo "no ghcr.io/hfserve/* images: run make images first" >&2; exit 1; }
+	for img in $(KIND_IMAGES); do kind load docker-image "$$img" --name $(KIND_CLUSTER); done
+
+cluster-debug: ## Print the state of the cluster (InferenceServices, pods, events, container logs)
+	-kubectl get inferenceservices,clusterservingruntimes,pods -A -o wide
+	-kubectl get events -A --sort-by=.lastTimestamp | tail -n 80
+	-for p in $$(kubectl get pods -n hfserve-conformance -o name 2>/dev/null); do \
+	  kubectl logs -n hfserve-conformance $$p --all-containers --tail=200; done
+
+gpu-info: ## Show the GPU that torch sees (fails without one)
+	nvidia-smi
+	$(PY) -c "import torch; assert torch.cuda.is_available(), 'torch sees no GPU'; print(torch.cuda.get_device_name(0))"
+
+# --- Helm chart and images (charts/, images/, tests/chart/) ---
+CHART_DIR := charts/kserve-huggingface-runtimes
+IMAGE_PREFIX ?= ghcr.io/hfserve
+IMAGE_TAG ?= $(shell sed -n 's/^appVersion: *"*\([^"]*\)"*$$/\1/p' $(CHART_DIR)/Chart.yaml)
+REVISION ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+CONTAINER_ENGINE ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/null)
+IMAGE_BUILD_ARGS ?=
+IMAGE_BUILD = $(CONTAINER_ENGINE) build --build-arg VERSION=$(IMAGE_TAG) --build-arg REVISION=$(REVISION) $(IMAGE_BUILD_ARGS)
+
+.PHONY: chart-lint chart-test images cluster-test
+chart-lint: $(STAMP) ## helm lint --strict (Helm's Go SDK), values-schema checks, hadolint on images/*/Dockerfile
+	$(PY) -m pytest -q tests/chart/test_chart_lint.py tests/chart/test_chart_images.py
+
+chart-test: $(STAMP) ## Chart tests without a cluster: lint, render matrix, model validation, pod emulation of both runtimes
+	$(PY) -m pytest -q -rs tests/chart
+
+images: ## Build the three images with docker or podman (CONTAINER_ENGINE=...), tagged as the chart's defaults
+	@test -n "$(CONTAINER_ENGINE)" || { echo "neither docker nor podman found (set CONTAINER_ENGINE)" >&2; exit 1; }
+	$(IMAGE_BUILD) -f images/huggingface/Dockerfile -t $(IMAGE_PREFIX)/huggingface-runtime:$(IMAGE_TAG) .
+	$(IMAGE_BUILD) -f images/transformer/Dockerfile -t $(IMAGE_PREFIX)/transformer:$(IMAGE_TAG) .
+	$(IMAGE_BUILD) -f images/triton/Dockerfile -t $(IMAGE_PREFIX)/triton:$(IMAGE_TAG) .
+
+cluster-test: $(STAMP) ## On KUBECONFIG's cluster: install the chart, apply the examples, query them (skipped without KUBECONFIG)
+	$(PY) -m pytest -q -rs tests/chart/test_chart_cluster.py
