@@ -197,3 +197,17 @@ def test_health_and_metrics(runtime):
     assert httpx.get(f"{runtime.url}/v2/health/live").json()["live"] is True
     assert httpx.get(f"{runtime.url}/v2/health/ready").json()["ready"] is True
     assert "hfserve_batch_size_bucket" in httpx.get(f"{runtime.url}/metrics").text
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary-tensors"])
+def test_v2_rest_with_the_standard_triton_http_client(runtime, binary):
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(runtime.url.removeprefix("http://"))
+    assert client.is_server_ready() and client.is_model_ready(MODEL)
+    text = httpclient.InferInput("text", [2], "BYTES")
+    text.set_data_from_numpy(np.array([t.encode() for t in RELATED], dtype=np.object_), binary_data=binary)
+    result = client.infer(MODEL, [text], outputs=[httpclient.InferRequestedOutput("embedding", binary_data=binary)])
+    np.testing.assert_allclose(result.as_numpy("embedding"), v1(runtime, list(RELATED)).json()["predictions"],
+                               atol=1e-5)
+    client.close()

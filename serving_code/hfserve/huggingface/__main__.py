@@ -31,6 +31,8 @@ def build_model(args):
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if args.workers != 1:
+        sys.exit("hfserve: --workers must be 1 (the model and its batcher live in one process); scale with replicas")
     try:
         model = build_model(args)
         model.load()

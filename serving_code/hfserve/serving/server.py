@@ -17,6 +17,7 @@ from kserve.protocol.grpc.server import GRPCServer
 from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.rest.server import RESTServer
 
+from .compat import V2JsonContentType
 from .errors import install_error_handlers
 from .limits import BodySizeLimit
 
@@ -37,6 +38,7 @@ class _RESTServer(RESTServer):
 
     def _add_middlewares(self, app: FastAPI):
         super()._add_middlewares(app)
+        app.add_middleware(V2JsonContentType)
         app.add_middleware(BodySizeLimit, max_bytes=self._max_request_bytes)
 
     def _add_exception_handlers(self, app: FastAPI):
@@ -77,9 +79,9 @@ class HFModelServer(ModelServer):
         self.router_factories = router_factories
 
     def start(self, models) -> None:
-        if self.workers > 1:
-            # kserve's multi-process server has its own app set-up; our routes and limits need one process.
-            raise ValueError("--workers > 1 is not supported; scale with replicas instead")
+        if self.workers != 1:
+            # kserve's multi-process server builds its own app, without our routes, limits and bind address.
+            raise ValueError("--workers must be 1; scale with replicas instead")
         self._register_and_check_atleast_one_model_is_ready(models)
         self._rest_server = _RESTServer(
             kserve_model_server.FASTAPI_APP_IMPORT_STRING, self.dataplane, self.model_repository_extension,
