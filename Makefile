@@ -52,7 +52,8 @@ ACTIONLINT := $(VENV)/bin/actionlint
 KIND_CLUSTER ?= hfserve
 KSERVE_VERSION ?= v0.21.0
 CERT_MANAGER_VERSION ?= v1.17.2
-KIND_IMAGES ?= $(shell docker images --format '{{.Repository}}:{{.Tag}}' --filter 'reference=ghcr.io/hfserve/*' 2>/dev/null)
+# The three images `make images` builds (IMAGE_PREFIX and IMAGE_TAG are set with that target).
+KIND_IMAGES ?= $(IMAGE_PREFIX)/huggingface-runtime:$(IMAGE_TAG) $(IMAGE_PREFIX)/transformer:$(IMAGE_TAG) $(IMAGE_PREFIX)/triton:$(IMAGE_TAG)
 
 .PHONY: conformance conformance-gpu load actionlint kserve-install kind-load cluster-debug gpu-info
 conformance: $(STAMP) ## Conformance suite; TARGET=local|cluster|http://host:port, MARKERS="v1 or openai"; reports/conformance/
@@ -79,8 +80,7 @@ kserve-install: ## Install cert-manager and KServe $(KSERVE_VERSION) (Standard m
 	  --namespace kserve --wait --timeout 10m --set kserve.controller.deploymentMode=Standard \
 	  --set kserve.controller.gateway.disableIngressCreation=true
 
-kind-load: ## Load the images `make images` built (ghcr.io/hfserve/*) into the kind cluster $(KIND_CLUSTER)
-	@test -n "$(KIND_IMAGES)" || { echo "no ghcr.io/hfserve/* images: run make images first" >&2; exit 1; }
+kind-load: ## Load the three images `make images` built into the kind cluster $(KIND_CLUSTER)
 	for img in $(KIND_IMAGES); do kind load docker-image "$$img" --name $(KIND_CLUSTER); done
 
 cluster-debug: ## Print the state of the cluster (InferenceServices, pods, events, container logs)
@@ -117,3 +117,12 @@ images: ## Build the three images with docker or podman (CONTAINER_ENGINE=...), 
 
 cluster-test: $(STAMP) ## On KUBECONFIG's cluster: install the chart, apply the examples, query them (skipped without KUBECONFIG)
 	$(PY) -m pytest -q -rs tests/chart/test_chart_cluster.py
+
+TRITON_HTTP_PORT ?= 8000
+TRITON_GRPC_PORT ?= 8001
+TRITON_METRICS_PORT ?= 8002
+.PHONY: serve-triton
+serve-triton: $(STAMP) ## Serve the packaged MiniLM with the kserve-huggingface-triton runtime: transformer on $(HOST):$(PORT), real Triton on TRITON_*_PORT
+	$(PY) -m hfserve.triton.dev_serve --model_name $(MODEL_NAME) --model_dir "$$($(PY) -m hfserve.packaged_model)" \
+	  --bind_address $(HOST) --port $(PORT) --triton_http_port $(TRITON_HTTP_PORT) \
+	  --triton_grpc_port $(TRITON_GRPC_PORT) --triton_metrics_port $(TRITON_METRICS_PORT)

@@ -52,8 +52,9 @@ def pytest_addoption(parser):
     g.addoption("--namespace", default="hfserve-conformance", help="cluster mode: namespace to install into")
     g.addoption("--chart", default=str(T.REPO / "charts" / "kserve-huggingface-runtimes"), help="cluster mode: chart path")
     g.addoption("--examples", default="", help="cluster mode: comma separated globs of InferenceService manifests "
-                                               "(default: the chart's examples/*.yaml)")
+                                               "(default: the chart's examples/*-cpu.yaml)")
     g.addoption("--keep-cluster", action="store_true", help="cluster mode: leave the release and examples installed")
+    g.addoption("--require-gpu", action="store_true", help="fail the gpu group instead of skipping it without a GPU")
     g.addoption("--recovery-timeout", type=float, default=180.0, help="seconds a runtime may take to recover after a restart")
     g.addoption("--reports-dir", default=str(T.REPO / "reports" / "conformance"), help="where JUnit XML and markdown go")
 
@@ -103,7 +104,7 @@ class Target:
                                        split("--grpc-target"), split("--triton-url"), dim):
                 self.urls[d.id] = d
         if self.kubeconfig:
-            examples = config.getoption("--examples") or str(Path(config.getoption("--chart")) / "examples" / "*.yaml")
+            examples = config.getoption("--examples") or str(Path(config.getoption("--chart")) / "examples" / "*-cpu.yaml")
             self.cluster = T.ClusterPool(config.getoption("--namespace"), Path(config.getoption("--chart")),
                                          [e for e in examples.split(",") if e])
 
@@ -114,6 +115,11 @@ class Target:
         if self.kind == "cluster":
             return ["huggingface", "triton"]
         return list(self.urls)
+
+    def triton_ids(self) -> list[str]:
+        if self.kind == "url":
+            return [i for i, d in self.urls.items() if d.runtime == "triton"]
+        return ["triton"]
 
     def pair_ids(self) -> list[tuple[str, str]]:
         if self.kind == "url":
@@ -161,6 +167,8 @@ def pytest_generate_tests(metafunc):
     # An empty list is not parametrized at all: pytest_collection_modifyitems deselects those tests.
     if "minilm" in names and (ids := target.minilm_ids()):
         metafunc.parametrize("minilm", ids, ids=ids, indirect=True)
+    if "triton_minilm" in names and (ids := target.triton_ids()):
+        metafunc.parametrize("triton_minilm", ids, ids=ids, indirect=True)
     if "pair" in names and (pairs := target.pair_ids()):
         metafunc.parametrize("pair", pairs, ids=["-vs-".join(p) for p in pairs], indirect=True)
     if "tiny_pair" in names and (pairs := target.tiny_pair_ids()):
@@ -184,17 +192,18 @@ def pytest_collection_modifyitems(config, items):
         params = getattr(getattr(item, "callspec", None), "params", {})
         # Parity needs two endpoints and the task coverage uses tiny models built here: with one
         # URL (or on a cluster) those tests do not apply. They are deselected and listed in the report.
-        missing = [n for n in ("minilm", "pair", "tiny", "tiny_pair", "generative")
+        missing = [n for n in ("minilm", "triton_minilm", "pair", "tiny", "tiny_pair", "generative")
                    if n in item.fixturenames and n not in params]
         if missing:
             drop.append(item)
             why = ("needs two endpoints (--target URL1,URL2)" if "pair" in missing
+                   else "needs a Triton runtime target (--runtime triton)" if "triton_minilm" in missing
                    else "uses tiny models built on this machine: --target local only")
             target.not_applicable.append((item.nodeid, why))
             continue
         keep.append(item)
         if target.local is not None:
-            for key in ("minilm", "tiny", "generative"):
+            for key in ("minilm", "triton_minilm", "tiny", "generative"):
                 if key in params:
                     target.local.needed.add(params[key])
             for key in ("pair", "tiny_pair"):
@@ -220,6 +229,11 @@ def target(request) -> Target:
 
 @pytest.fixture(scope="session")
 def minilm(request, target) -> T.Deployment:
+    return target.get(request.param)
+
+
+@pytest.fixture(scope="session")
+def triton_minilm(request, target) -> T.Deployment:
     return target.get(request.param)
 
 
@@ -251,10 +265,34 @@ def recovery_timeout(request) -> float:
 
 
 @pytest.fixture(autouse=True)
+def _pods_alive(request):
+    """Local target: a pod whose container died (outside the degradation tests) fails the test
+    with the container's exit code and log tail, not with a bare "connection refused"."""
+    target = _target(request.config)
+    if target.local is None or not hasattr(request.node, "callspec"):
+        return
+    ids = []
+    for key, value in request.node.callspec.params.items():
+        if key in ("minilm", "triton_minilm", "tiny", "generative"):
+            ids.append(value)
+        elif key in ("pair", "tiny_pair"):
+            ids.extend(value)
+    for dep_id in ids:
+        dep = target.local.deployments.get(dep_id)
+        if dep is not None:
+            try:
+                dep.control.pod.check_running()
+            except Exception as exc:  # noqa: BLE001 - PodError, with the log tail
+                pytest.fail(f"{dep_id}: {exc}"[:3000])
+
+
+@pytest.fixture(autouse=True)
 def _gates(request):
     if request.node.get_closest_marker("gpu"):
         ok, reason = T.have_gpu()
         if not ok:
+            if request.config.getoption("--require-gpu"):
+                pytest.fail(f"--require-gpu: {reason}")
             pytest.skip(reason)
     if request.node.get_closest_marker("cluster") and not os.environ.get("KUBECONFIG"):
         pytest.skip("no cluster: KUBECONFIG is not set")
@@ -283,7 +321,10 @@ class MarkdownSummary:
         return "cluster" if "cluster" in report.keywords else "other"
 
     def pytest_runtest_logreport(self, report):
-        rec = self.results.setdefault(report.nodeid, {"group": self._group(report), "outcome": "passed", "why": ""})
+        rec = self.results.setdefault(report.nodeid, {"group": self._group(report), "outcome": "passed", "why": "",
+                                                      "props": []})
+        if report.when == "call" and report.user_properties:
+            rec["props"] = list(report.user_properties)
         if report.when == "call" or report.outcome != "passed":
             if report.skipped:
                 reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
@@ -328,6 +369,11 @@ class MarkdownSummary:
                 for nodeid, rec in recs:
                     why = " ".join(rec["why"].split())[:400].replace("|", "\\|")
                     lines.append(f"- `{nodeid}`: {why}")
+        measured = [(n, r["props"]) for n, r in self.results.items() if r.get("props")]
+        if measured:
+            lines += ["", "## Measurements", ""]
+            for nodeid, props in measured:
+                lines.append(f"- `{nodeid}`: " + ", ".join(f"{k} = {v}" for k, v in props))
         na = getattr(self.config, "_conformance_target", None)
         if na is not None and na.not_applicable:
             lines += ["", "## Not applicable to this target (deselected)", ""]

@@ -169,7 +169,11 @@ class EmulatedPod:
         """
         obj = find_runtime(render_chart(values), runtime)
         root = Path(tempfile.mkdtemp(prefix=f"pod-{runtime}-", dir=work_dir))
-        pod = cls(runtime, obj, str(model_dir), model_name, extra_args, root, keep_work_dir)
+        try:
+            pod = cls(runtime, obj, str(model_dir), model_name, extra_args, root, keep_work_dir)
+        except BaseException:
+            shutil.rmtree(root, ignore_errors=True)
+            raise
         try:
             for name in pod.containers:
                 pod._spawn(name)
@@ -246,10 +250,12 @@ class EmulatedPod:
 
     def _rewrite(self, value: str, mounts: dict[str, str]) -> str:
         value = value.replace(NAME_PLACEHOLDER, self.model_name)
-        for mount in sorted(mounts, key=len, reverse=True):
-            pattern = re.compile(r"(^|(?<==)|(?<=:))" + re.escape(mount) + r"(?=/|$|:|,)")
-            value = pattern.sub(lambda _m, m=mount: mounts[m], value)
-        return value
+        if not mounts:
+            return value
+        # one pass, longest mount path first, so a mapped path is never mapped again
+        alternatives = "|".join(re.escape(m) for m in sorted(mounts, key=len, reverse=True))
+        pattern = re.compile(r"(?:^|(?<==)|(?<=:))(" + alternatives + r")(?=/|$|:|,)")
+        return pattern.sub(lambda m: mounts[m.group(1)], value)
 
     def _map_ports_in(self, arg: str) -> str:
         return _HOST_PORT.sub(lambda m: f"127.0.0.1:{self.port_map.get(int(m.group(2)), int(m.group(2)))}", arg)
@@ -329,11 +335,18 @@ class EmulatedPod:
         return None if c.proc is None else c.proc.poll()
 
     def kill(self, container: str, sig: int = signal.SIGKILL, wait: float = 30.0) -> int | None:
-        """Send `sig` to the container's process group; after SIGKILL (or when it exits) reap it."""
+        """Send `sig` to the container's process group and return its exit code once it exited.
+
+        SIGKILL/SIGTERM wait up to `wait` seconds (then SIGKILL) and reap the whole group; other
+        signals return None if the process is still running after half a second. `wait=0` only
+        sends the signal (e.g. SIGTERM while requests are in flight); `restart` or `stop` reap it.
+        """
         c = self._resolve(container)
         if c.proc is None:
             return None
         _kill_group(c.proc.pid, sig)
+        if wait <= 0:
+            return c.proc.poll()
         try:
             code = c.proc.wait(timeout=wait if sig in (signal.SIGKILL, signal.SIGTERM) else 0.5)
         except subprocess.TimeoutExpired:
@@ -455,33 +468,55 @@ class EmulatedPod:
         mapped = self.port_map.get(int(port), int(port))
         return f"http://127.0.0.1:{mapped}{probe.get('path', '/')}"
 
-    def wait_ready(self, timeout: float = 300.0) -> None:
-        """Wait until every container with an httpGet readinessProbe answers 2xx on it.
+    def _exec_probe(self, c: Container) -> list[str] | None:
+        command = ((c.spec.get("readinessProbe") or {}).get("exec") or {}).get("command")
+        if not command:
+            return None
+        argv = [self._map_ports_in(a) for a in command]
+        if argv[0] in ("python", "python3"):
+            argv[0] = sys.executable
+        return argv
 
-        Containers without one must merely stay running; a container whose readiness probe the
-        chart does not declare is checked via the serving container's `/v2/health/ready`.
+    def _probe_once(self, name: str, how: str | list[str]) -> str | None:
+        """None when the probe passes, else why it did not."""
+        if isinstance(how, list):
+            try:
+                done = subprocess.run(how, env=self.containers[name].env, capture_output=True, timeout=10)
+            except subprocess.TimeoutExpired:
+                return f"{name}: exec probe timed out"
+            return None if done.returncode == 0 else f"{name}: exec probe exited {done.returncode}"
+        try:
+            with urllib.request.urlopen(how, timeout=3) as resp:  # noqa: S310 - loopback only
+                return None if 200 <= resp.status < 300 else f"{name}: {how} -> {resp.status}"
+        except urllib.error.HTTPError as exc:
+            return f"{name}: {how} -> {exc.code}"
+        except (OSError, ValueError) as exc:
+            return f"{name}: {how} -> {exc!r}"
+
+    def wait_ready(self, timeout: float = 300.0) -> None:
+        """Wait until every container's readiness probe passes (httpGet, or exec run locally).
+
+        Containers without a probe must merely stay running; the serving container is always
+        checked, on its probe or else on `/v2/health/ready`.
         Raises PodError as soon as a process exits (e.g. an argparse error, exit code 2).
         """
         deadline = time.monotonic() + timeout
-        urls = {c.name: self._probe_url(c) for c in self.containers.values()}
+        pending: dict[str, str | list[str]] = {}
+        for c in self.containers.values():
+            how = self._probe_url(c) or self._exec_probe(c)
+            if how:
+                pending[c.name] = how
         serving = self._resolve("serving")
-        if urls.get(serving.name) is None:
-            urls[serving.name] = f"http://127.0.0.1:{serving.http_port}/v2/health/ready"
-        pending = {n: u for n, u in urls.items() if u}
+        pending.setdefault(serving.name, f"http://127.0.0.1:{serving.http_port}/v2/health/ready")
         last = ""
         while True:
             self.check_running()
-            for name, url in list(pending.items()):
-                try:
-                    with urllib.request.urlopen(url, timeout=3) as resp:  # noqa: S310 - loopback only
-                        if 200 <= resp.status < 300:
-                            pending.pop(name)
-                            continue
-                        last = f"{name}: {url} -> {resp.status}"
-                except urllib.error.HTTPError as exc:
-                    last = f"{name}: {url} -> {exc.code}"
-                except (OSError, ValueError) as exc:
-                    last = f"{name}: {url} -> {exc!r}"
+            for name, how in list(pending.items()):
+                why = self._probe_once(name, how)
+                if why is None:
+                    pending.pop(name)
+                else:
+                    last = why
             if not pending:
                 return
             if time.monotonic() > deadline:

@@ -134,7 +134,13 @@ def assert_json_error(resp: httpx.Response, lo: int = 400, hi: int = 499) -> dic
     except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
         raise AssertionError(f"{where} -> {resp.status_code}: body is not JSON: {resp.text[:300]!r}") from None
     assert isinstance(body, dict) and "error" in body, f"{where} -> {resp.status_code}: no 'error' key: {str(body)[:300]}"
-    assert isinstance(body["error"], str) and body["error"], f"{where}: 'error' is not a non-empty string: {body['error']!r}"
+    err = body["error"]
+    if resp.request.url.path.startswith("/openai/") and isinstance(err, dict):
+        # The OpenAI routes answer in OpenAI's own error shape, which its clients parse:
+        # {"error": {"message": "...", "type": "...", "code": ...}}
+        assert isinstance(err.get("message"), str) and err["message"], f"{where}: OpenAI error without a message: {err!r}"
+        return {"error": err["message"], "openai_error": err}
+    assert isinstance(err, str) and err, f"{where}: 'error' is not a non-empty string: {err!r}"
     return body
 
 

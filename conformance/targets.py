@@ -111,6 +111,24 @@ def _container_names(pod) -> list[str]:
     return []
 
 
+SIDECARS = ("queue-proxy", "storage-initializer", "istio-proxy")
+
+
+def split_containers(names: list[str], runtime: str) -> tuple[str, str | None]:
+    """(serving container, Triton container) of a pod.
+
+    kserve-huggingface: one container, kserve-container. kserve-huggingface-triton: the transformer
+    (transformer-container) serves the pod's port and Triton runs in kserve-container.
+    """
+    names = [n for n in names if n not in SIDECARS]
+    if runtime != "triton":
+        return (names[0] if names else "kserve-container"), None
+    serving = next((n for n in names if "transformer" in n), "transformer-container")
+    triton = next((n for n in names if "triton" in n and n != serving),
+                  next((n for n in names if n != serving), "kserve-container"))
+    return serving, triton
+
+
 class LocalControl:
     """Process control over one EmulatedPod."""
 
@@ -118,11 +136,7 @@ class LocalControl:
         self.pod = pod
         self.runtime = runtime
         self.model_name = model_name
-        names = _container_names(pod)
-        triton = [n for n in names if "triton" in n.lower()]
-        self.triton_container = triton[0] if triton else ("triton" if runtime == "triton" else None)
-        serving = [n for n in names if n not in triton]
-        self.serving_container = serving[0] if serving else "kserve-container"
+        self.serving_container, self.triton_container = split_containers(_container_names(pod), runtime)
         self.can_signal = True
 
     def pid(self, container: str) -> int:
@@ -387,16 +401,14 @@ class ClusterPool:
             raise RuntimeError(f"no pod for InferenceService {name}")
         pod = pods[0]
         containers = [c["name"] for c in pod["spec"]["containers"]]
+        serving, triton_container = split_containers(containers, runtime)
         ports = {8080: free_port(), 8081: free_port()}
-        triton_container = next((c for c in containers if "triton" in c), None) if runtime == "triton" else None
         if triton_container:
             ports[8000] = free_port()
             ports[8001] = free_port()
         fwd = PortForward(self.namespace, pod["metadata"]["name"], ports)
         self.forwards.append(fwd)
         http_url = f"http://127.0.0.1:{ports[8080]}"
-        serving = next((c for c in containers if c not in (triton_container, "queue-proxy", "storage-initializer")),
-                       "kserve-container")
         args = model.get("args", []) + predictor.get("containers", [{}])[0].get("args", []) if predictor else []
         model_name = name
         for i, a in enumerate(args):
@@ -408,7 +420,7 @@ class ClusterPool:
                                  http_url, model_name)
         self.deployments[runtime] = Deployment(
             id=runtime, runtime=runtime, http_url=http_url, grpc_target=f"127.0.0.1:{ports[8081]}",
-            model_name=model_name, embedding_dim=None,
+            model_name=model_name, embedding_dim=MINILM_DIM if "minilm" in name else None,
             triton_http_url=f"http://127.0.0.1:{ports[8000]}" if triton_container else None,
             triton_grpc_target=f"127.0.0.1:{ports[8001]}" if triton_container else None,
             triton_model_name=model_name if triton_container else None,

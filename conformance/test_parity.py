@@ -60,7 +60,10 @@ def test_tiny_tasks_v1(tiny_pair):
     """Classification, token classification and fill-mask answers agree between the runtimes."""
     a, b = tiny_pair
     texts = ["The food at the restaurant was delicious.", "John Smith lives in New York.",
-             "Paris is the [MASK] of France." if "fill_mask" in a.id else "Thank you very much for your help."]
+             "Thank you very much for your help."]
+    if "fill_mask" in a.id:
+        texts = ["The food at the [MASK] was delicious.", "John Smith lives in New [MASK].",
+                 "Paris is the [MASK] of France."]
     with a.http() as ha, b.http() as hb:
         pa = P.v1_predictions(P.v1_predict(ha, a.model_name, texts))
         pb = P.v1_predictions(P.v1_predict(hb, b.model_name, texts))

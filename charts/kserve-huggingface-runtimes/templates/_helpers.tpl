@@ -59,17 +59,25 @@ Usage: include "hfr.securityContext" (dict "override" .Values.huggingface.securi
 {{- end -}}
 
 {{/*
-Resources with the requested GPU count added to limits (and requests) when gpu > 0.
+Resources (every quantity rendered as a string) with the requested GPU count added to
+limits and requests when gpu > 0.
 Usage: include "hfr.resources" (dict "resources" .Values.huggingface.resources "gpu" .Values.huggingface.gpu)
 */}}
 {{- define "hfr.resources" -}}
-{{- $res := deepCopy (default dict .resources) -}}
+{{- $res := dict -}}
+{{- range $kind, $quantities := (default dict .resources) -}}
+{{- $out := dict -}}
+{{- range $k, $v := $quantities -}}
+{{- $_ := set $out $k (toString $v) -}}
+{{- end -}}
+{{- $_ := set $res $kind $out -}}
+{{- end -}}
 {{- if gt (int .gpu) 0 -}}
-{{- $limits := default dict $res.limits -}}
-{{- $_ := set $limits "nvidia.com/gpu" (int .gpu) -}}
+{{- $limits := default dict (get $res "limits") -}}
+{{- $_ := set $limits "nvidia.com/gpu" (toString (int .gpu)) -}}
 {{- $_ := set $res "limits" $limits -}}
-{{- $requests := default dict $res.requests -}}
-{{- $_ := set $requests "nvidia.com/gpu" (int .gpu) -}}
+{{- $requests := default dict (get $res "requests") -}}
+{{- $_ := set $requests "nvidia.com/gpu" (toString (int .gpu)) -}}
 {{- $_ := set $res "requests" $requests -}}
 {{- end -}}
 {{- toYaml $res -}}

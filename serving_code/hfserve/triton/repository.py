@@ -91,6 +91,8 @@ def _q(value: str) -> str:
 
 
 def render_config(spec: RepositorySpec) -> str:
+    # allow_ragged_batch: requests of different lengths may share one execute() (the dynamic batcher otherwise only
+    # merges requests of identical shapes); model.py pads them to a common length itself.
     preferred = [b for b in spec.preferred_batch_sizes if 0 < b <= spec.max_batch_size]
     lines = [
         f"name: {_q(spec.model_name)}",
@@ -102,7 +104,8 @@ def render_config(spec: RepositorySpec) -> str:
         lines.append(f"  preferred_batch_size: [ {', '.join(str(b) for b in preferred)} ]")
     lines += [f"  max_queue_delay_microseconds: {spec.max_queue_delay_us}", "}", "input ["]
     lines.append(",\n".join(
-        f'  {{\n    name: {_q(name)}\n    data_type: TYPE_INT64\n    dims: [ -1 ]\n  }}' for name in spec.input_names))
+        f'  {{\n    name: {_q(name)}\n    data_type: TYPE_INT64\n    dims: [ -1 ]\n    allow_ragged_batch: true\n  }}'
+        for name in spec.input_names))
     lines += ["]", "output ["]
     lines.append(",\n".join(
         f'  {{\n    name: {_q(name)}\n    data_type: TYPE_{dtype}\n    dims: [ {", ".join(str(d) for d in dims)} ]\n  }}'

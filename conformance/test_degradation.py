@@ -1,0 +1,212 @@
+"""Container failure: a dead Triton gives fast 503s, readiness false, liveness true, and the
+runtime recovers by itself once Triton is back; SIGTERM drains in-flight requests; on a cluster
+a killed container is restarted by the kubelet and the endpoint recovers.
+
+These tests kill real processes, so they run last (see conftest.py) and restore what they kill.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from conformance import protocol as P
+
+pytestmark = pytest.mark.degradation
+
+PROBE_SECONDS = 3.0
+ANSWER_WITHIN = 1.0
+
+
+def _needs_control(dep):
+    if dep.control is None:
+        pytest.skip("no process control over an external URL target: use --target local or --target cluster")
+
+
+def _gone(pid: int, timeout: float) -> bool:
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _kill_and_wait(dep, container: str, sig: int, timeout: float = 60) -> None:
+    if dep.where == "local":
+        pid = dep.control.pid(container)
+        dep.control.kill(container, sig=sig)
+        assert _gone(pid, timeout), f"{container} (pid {pid}) still running {timeout:.0f}s after {signal.Signals(sig).name}"
+    else:
+        # On a cluster the signal goes through `kubectl exec`: wait until the endpoint notices.
+        dep.control.kill(container, sig=sig)
+        deadline = time.monotonic() + timeout
+        with dep.http(timeout=5) as http:
+            while time.monotonic() < deadline:
+                try:
+                    if P.v1_predict(http, dep.model_name, ["are you gone?"]).status_code != 200:
+                        return
+                except httpx.HTTPError:
+                    return
+                time.sleep(0.1)
+
+
+def _restore(dep, container: str, timeout: float) -> None:
+    if not dep.control.restarts_by_itself():
+        dep.control.restart(container)
+    dep.control.wait_ready(timeout)
+
+
+def _requests(dep):
+    """One request per protocol: (label, callable(http) -> Response)."""
+    m = dep.model_name
+    return [
+        ("v1", lambda h: P.v1_predict(h, m, ["is anyone there?"])),
+        ("v2", lambda h: P.v2_infer(h, m, ["is anyone there?"])),
+        ("openai", lambda h: P.openai_embeddings(h, m, ["is anyone there?"])),
+    ]
+
+
+def test_triton_killed_gives_503_then_recovers(triton_minilm, recovery_timeout):
+    dep = triton_minilm
+    _needs_control(dep)
+    container = dep.control.triton_container
+    assert container, "no Triton container found in the pod"
+    _kill_and_wait(dep, container, signal.SIGKILL)
+    try:
+        with dep.http(timeout=httpx.Timeout(5.0, connect=2.0)) as http:
+            deadline = time.monotonic() + PROBE_SECONDS
+            probes = 0
+            while time.monotonic() < deadline:
+                for label, send in _requests(dep):
+                    t0 = time.monotonic()
+                    r = send(http)
+                    took = time.monotonic() - t0
+                    probes += 1
+                    assert r.status_code == 503, f"{label} with Triton dead -> {r.status_code}: {r.text[:200]}"
+                    P.assert_json_error(r, 503, 503)
+                    assert took <= ANSWER_WITHIN, f"{label} answered 503 after {took:.2f}s (> {ANSWER_WITHIN}s)"
+            assert probes >= 3
+            ready = http.get("/v2/health/ready")
+            assert ready.status_code == 503 or ready.json().get("ready") is False, \
+                f"/v2/health/ready with Triton dead -> {ready.status_code} {ready.text[:200]}"
+            model_ready = http.get(f"/v2/models/{dep.model_name}/ready")
+            assert model_ready.status_code != 200 or model_ready.json().get("ready") is False, \
+                f"/v2/models/{dep.model_name}/ready with Triton dead -> {model_ready.status_code} {model_ready.text[:200]}"
+            live = http.get("/v2/health/live")
+            assert live.status_code == 200 and live.json().get("live") is True, \
+                f"/v2/health/live with Triton dead -> {live.status_code} {live.text[:200]}"
+    finally:
+        # Recovery: Triton comes back (restart = the kubelet's job, emulated locally); the
+        # transformer must become ready again with no action on it.
+        if not dep.control.restarts_by_itself():
+            dep.control.restart(container)
+    deadline = time.monotonic() + recovery_timeout
+    last = None
+    with dep.http(timeout=10) as http:
+        while time.monotonic() < deadline:
+            try:
+                last = P.v1_predict(http, dep.model_name, ["back again"])
+                if last.status_code == 200:
+                    break
+            except httpx.HTTPError as exc:
+                last = exc
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"no recovery within {recovery_timeout:.0f}s after Triton restarted: {last}")
+        P.assert_embeddings(P.v1_embeddings(last), 1, dep.embedding_dim)
+        ready = P.ok_json(http.get("/v2/health/ready"))
+        assert ready.get("ready") is True, ready
+
+
+def test_sigterm_drains_serving_container(minilm, recovery_timeout):
+    """Requests in flight when the serving container gets SIGTERM all complete successfully."""
+    _needs_control(minilm)
+    _drain(minilm, minilm.control.serving_container, recovery_timeout)
+
+
+def test_sigterm_drains_triton(triton_minilm, recovery_timeout):
+    """Requests in flight when Triton gets SIGTERM all complete successfully."""
+    _needs_control(triton_minilm)
+    _drain(triton_minilm, triton_minilm.control.triton_container, recovery_timeout)
+
+
+def _drain(dep, container, recovery_timeout):
+    texts = [" ".join(["a medium length sentence about serving models"] * 12)] * 16
+    in_flight = 8
+    with httpx.Client(base_url=dep.http_url, timeout=120,
+                      limits=httpx.Limits(max_connections=in_flight)) as http:
+        P.v1_embeddings(P.v1_predict(http, dep.model_name, ["warm"]))  # open one connection early
+
+        def send(_):
+            try:
+                return P.v1_predict(http, dep.model_name, texts)
+            except httpx.HTTPError as exc:
+                return exc
+
+        with ThreadPoolExecutor(in_flight) as pool:
+            futures = [pool.submit(send, i) for i in range(in_flight)]
+            time.sleep(0.5)
+            pid = dep.control.pid(container) if dep.where == "local" else None
+            dep.control.kill(container, sig=signal.SIGTERM)
+            results = [f.result() for f in futures]
+    try:
+        failed = [r if isinstance(r, Exception) else f"{r.status_code} {r.text[:120]}"
+                  for r in results if isinstance(r, Exception) or r.status_code != 200]
+        assert not failed, f"{len(failed)}/{in_flight} in-flight requests failed after SIGTERM to {container}: {failed[:3]}"
+        for r in results:
+            P.assert_embeddings(P.v1_embeddings(r), len(texts), dep.embedding_dim)
+        if dep.where == "local":
+            assert _gone(pid, 60), f"{container} did not exit within 60s of SIGTERM"
+    finally:
+        if dep.where == "local":
+            _gone(pid, 60)
+        _restore(dep, container, recovery_timeout)
+        wait_ok(dep, recovery_timeout)
+
+
+def wait_ok(dep, timeout):
+    deadline = time.monotonic() + timeout
+    with dep.http(timeout=10) as http:
+        while time.monotonic() < deadline:
+            try:
+                if P.v1_predict(http, dep.model_name, ["ok?"]).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+    raise AssertionError(f"{dep.id} not serving {timeout:.0f}s after restart")
+
+
+@pytest.mark.cluster
+def test_cluster_killed_serving_container_restarts(minilm, recovery_timeout):
+    _cluster_restart(minilm, "serving", recovery_timeout)
+
+
+@pytest.mark.cluster
+def test_cluster_killed_triton_container_restarts(triton_minilm, recovery_timeout):
+    _cluster_restart(triton_minilm, "triton", recovery_timeout)
+
+
+def _cluster_restart(dep, role, recovery_timeout):
+    if dep.where != "cluster":
+        pytest.skip("no cluster: run with --target cluster (KUBECONFIG set)")
+    container = dep.control.serving_container if role == "serving" else dep.control.triton_container
+    before = dep.control.restart_count(container)
+    dep.control.kill(container, sig=signal.SIGKILL)
+    deadline = time.monotonic() + recovery_timeout
+    while dep.control.restart_count(container) <= before:
+        assert time.monotonic() < deadline, f"{container} not restarted within {recovery_timeout:.0f}s"
+        time.sleep(2)
+    dep.control.wait_ready(recovery_timeout)
+    wait_ok(dep, recovery_timeout)

