@@ -98,7 +98,8 @@ CHART_DIR := charts/kserve-huggingface-runtimes
 IMAGE_PREFIX ?= ghcr.io/hfserve
 IMAGE_TAG ?= $(shell sed -n 's/^appVersion: *"*\([^"]*\)"*$$/\1/p' $(CHART_DIR)/Chart.yaml)
 REVISION ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
-CONTAINER_ENGINE ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/null)
+# docker when its daemon answers, else podman, else docker (to report the error)
+CONTAINER_ENGINE ?= $(shell if docker info >/dev/null 2>&1; then echo docker; elif command -v podman >/dev/null 2>&1; then echo podman; elif command -v docker >/dev/null 2>&1; then echo docker; fi)
 IMAGE_BUILD_ARGS ?=
 IMAGE_BUILD = $(CONTAINER_ENGINE) build --build-arg VERSION=$(IMAGE_TAG) --build-arg REVISION=$(REVISION) $(IMAGE_BUILD_ARGS)
 

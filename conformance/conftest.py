@@ -188,6 +188,15 @@ def _target(config) -> Target:
 def pytest_collection_modifyitems(config, items):
     target = _target(config)
     keep, drop = [], []
+    # Skips decided here are taken before any fixture runs, so no pod starts just to be skipped.
+    gpu = None
+    for item in items:
+        if item.get_closest_marker("gpu") and not config.getoption("--require-gpu"):
+            gpu = gpu or T.have_gpu()
+            if not gpu[0]:
+                item.add_marker(pytest.mark.skip(reason=gpu[1]))
+        if item.get_closest_marker("cluster") and not os.environ.get("KUBECONFIG"):
+            item.add_marker(pytest.mark.skip(reason="no cluster: KUBECONFIG is not set"))
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
         # Parity needs two endpoints and the task coverage uses tiny models built here: with one
@@ -202,7 +211,7 @@ def pytest_collection_modifyitems(config, items):
             target.not_applicable.append((item.nodeid, why))
             continue
         keep.append(item)
-        if target.local is not None:
+        if target.local is not None and not item.get_closest_marker("skip"):
             for key in ("minilm", "triton_minilm", "tiny", "generative"):
                 if key in params:
                     target.local.needed.add(params[key])
@@ -214,6 +223,16 @@ def pytest_collection_modifyitems(config, items):
         items[:] = keep
     # Tests that kill and restart containers go last, so a slow recovery cannot disturb the rest.
     items.sort(key=lambda it: 1 if it.get_closest_marker("degradation") else 0)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A failed local run keeps the containers' logs beside the reports."""
+    target = getattr(session.config, "_conformance_target", None)
+    if target is not None and target.local is not None and session.testsfailed:
+        logs = Path(session.config.getoption("--reports-dir")) / "logs"
+        written = target.local.save_logs(logs)
+        if written:
+            print(f"\ncontainer logs of the failed run: {logs}/")
 
 
 def pytest_unconfigure(config):

@@ -243,6 +243,21 @@ class LocalPool:
                 where="local",
             )
 
+    def save_logs(self, out_dir: Path) -> list[Path]:
+        """Write every container's log of every started pod to out_dir (for a failed run)."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written = []
+        for dep_id, dep in self.deployments.items():
+            pod = dep.control.pod
+            for name in getattr(pod, "container_names", []):
+                path = out_dir / f"{dep_id}--{name}.log"
+                try:
+                    path.write_text(pod.logs(name, tail=None))
+                    written.append(path)
+                except Exception:  # noqa: BLE001 - best effort
+                    pass
+        return written
+
     def close(self) -> None:
         self.stack.close()
 

@@ -17,7 +17,7 @@ from .tasks.tokenization import TokenizerOptions
 
 
 def new_parser(description: str) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(description=description, parents=[model_server.parser],
+    return argparse.ArgumentParser(description=description, parents=[model_server.parser], allow_abbrev=False,
                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 
 

@@ -3,10 +3,10 @@
 import json
 
 import httpx
-import numpy as np
 import pytest
-import tritonclient.grpc as grpcclient
 from openai import OpenAI
+
+from tests import grpc_tool
 
 from hfserve.devtools.processes import ServerProcess, free_port, huggingface_command
 
@@ -100,12 +100,11 @@ def test_text_generation_is_greedy_and_deterministic_by_default(writer):
 
 
 def test_text_generation_v2_and_grpc(writer):
-    client = grpcclient.InferenceServerClient(writer.grpc_target)
-    prompt = grpcclient.InferInput("text", [1], "BYTES")
-    prompt.set_data_from_numpy(np.array([b"the dog"], dtype=np.object_))
-    generated = client.infer("writer", [prompt]).as_numpy("generated_text")
-    assert generated.shape == (1,)
-    client.close()
+    body = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["the dog"]}]}
+    rest = httpx.post(f"{writer.url}/v2/models/writer/infer", json=body, timeout=60).json()["outputs"][0]
+    assert rest["name"] == "generated_text" and rest["datatype"] == "BYTES"
+    grpc = grpc_tool.call("infer", writer.grpc_target, "writer", json.dumps(["the dog"]))
+    assert grpc["ok"] and grpc["outputs"]["generated_text"] == rest["data"]
 
 
 def test_openai_completions_chat_and_streaming(writer):

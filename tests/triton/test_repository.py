@@ -27,6 +27,7 @@ def test_minilm_config_pbtxt(minilm_dir, tmp_path):
     assert "preferred_batch_size: [ 4, 8 ]" in config  # 64 > max_batch_size is dropped
     assert "max_queue_delay_microseconds: 1500" in config
     assert config.count("data_type: TYPE_INT64") == 3 and config.count("dims: [ -1 ]") == 3
+    assert config.count("allow_ragged_batch: true") == 3
     assert 'name: "embeddings"\n    data_type: TYPE_FP32\n    dims: [ 384 ]' in config
     assert "count: 2\n    kind: KIND_CPU" in config
     assert f'string_value: "{minilm_dir.resolve()}"' in config
@@ -88,7 +89,7 @@ def test_wire_format_matches_tritons_protos():
     # tritonclient's generated messages are the reference (read and written in a process of their own).
     ids = np.arange(12, dtype=np.int64).reshape(3, 4) - 2
     request = wire.encode_infer_request("m", {"input_ids": ids, "attention_mask": ids * 0 + 1}, ["embeddings"])
-    result = subprocess.run([sys.executable, str(Path(__file__).with_name("grpc_tool.py")), "reference", request.hex()],
+    result = subprocess.run([sys.executable, str(Path(__file__).parent.parent / "grpc_tool.py"), "reference", request.hex()],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
     ref = json.loads(result.stdout)

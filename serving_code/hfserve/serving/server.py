@@ -11,6 +11,8 @@ from grpc import aio
 
 import kserve.model_server as kserve_model_server
 from kserve import ModelServer
+from grpc import StatusCode
+from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
 from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor, LoggingInterceptor
 from kserve.protocol.grpc.server import GRPCServer
@@ -18,7 +20,8 @@ from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.rest.server import RESTServer
 
 from .compat import V2JsonContentType
-from .errors import install_error_handlers
+from ..tasks.params import InvalidRequest
+from .errors import PredictorUnavailable, install_error_handlers
 from .limits import BodySizeLimit
 
 RouterFactory = Callable[[kserve_model_server.ModelRepository], APIRouter]
@@ -46,6 +49,43 @@ class _RESTServer(RESTServer):
         install_error_handlers(app)
 
 
+class _ExceptionToStatus(ExceptionToStatusInterceptor):
+    """kserve's mapping, plus ours: an unavailable predictor is UNAVAILABLE, a bad request INVALID_ARGUMENT."""
+
+    async def handle_exception(self, ex, request_or_iterator, context, method_name):
+        if isinstance(ex, PredictorUnavailable):
+            await context.abort(StatusCode.UNAVAILABLE, str(ex))
+        elif isinstance(ex, InvalidRequest):
+            await context.abort(StatusCode.INVALID_ARGUMENT, str(ex))
+        else:
+            await super().handle_exception(ex, request_or_iterator, context, method_name)
+
+
+class _PredictorAwareDataPlane(DataPlane):
+    """Readiness endpoints also ask each model whether what it depends on (Triton) is ready.
+
+    Requests themselves pass `disable_predictor_health_check=True` and are not gated here: they reach the model
+    and fail at once with PredictorUnavailable, a 503 that names the predictor.
+    """
+
+    async def ready(self) -> bool:
+        for model in self._model_registry.get_models().values():
+            if not await _predictor_ready(model):
+                return False
+        return await super().ready()
+
+    async def model_ready(self, model_name: str, disable_predictor_health_check: bool = False) -> bool:
+        is_ready = await super().model_ready(model_name, disable_predictor_health_check)
+        if is_ready and not disable_predictor_health_check:
+            return await _predictor_ready(self._model_registry.get_model(model_name))
+        return is_ready
+
+
+async def _predictor_ready(model) -> bool:
+    check = getattr(model, "predictor_ready", None)
+    return True if check is None else bool(await check())
+
+
 class _GRPCServer(GRPCServer):
     """kserve's gRPC server, listening on the configured address instead of every interface."""
 
@@ -57,7 +97,7 @@ class _GRPCServer(GRPCServer):
         servicer = InferenceServicer(self._data_plane, self._model_repository_extension)
         self._server = aio.server(
             concurrent.futures.ThreadPoolExecutor(max_workers=max_workers),
-            interceptors=(LoggingInterceptor(), ExceptionToStatusInterceptor()),
+            interceptors=(LoggingInterceptor(), _ExceptionToStatus()),
             options=[
                 ("grpc.max_send_message_length", self._kwargs.get("grpc_max_send_message_length")),
                 ("grpc.max_receive_message_length", self._kwargs.get("grpc_max_receive_message_length")),
@@ -74,6 +114,7 @@ class HFModelServer(ModelServer):
     def __init__(self, *, bind_address: str = "0.0.0.0", max_request_bytes: int = 1 << 20,
                  router_factories: tuple[RouterFactory, ...] = (), **kwargs):
         super().__init__(**kwargs)
+        self.dataplane = _PredictorAwareDataPlane(model_registry=self.registered_models)
         self.bind_address = bind_address
         self.max_request_bytes = max_request_bytes
         self.router_factories = router_factories

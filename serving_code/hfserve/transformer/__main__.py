@@ -72,34 +72,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"hfserve: cannot serve {args.model_dir}: {error}")
     logger.info("serving %s as %s from %s, model on triton %s (model %s)", model.name, model.settings.task,
                 args.model_dir, args.predictor_host, model.client.model_name)
-    server = HFModelServer(router_factories=(openai_router,), **cli.server_options(args))
-    install_predictor_readiness(server, model)
-    server.start([model])
-
-
-def install_predictor_readiness(server: HFModelServer, model: TritonEncoderModel) -> None:
-    """Readiness follows Triton's; requests are not gated by it.
-
-    kserve's DataPlane asks `model_ready(name, disable_predictor_health_check=True)` before each request and
-    `model_ready(name)` for the readiness endpoints (V1 GET /v1/models/{name}, V2 REST and gRPC model ready), and
-    `ready()` for /v2/health/ready, which is always true by default. We add Triton's readiness to the last two
-    only, so that while Triton is down the readiness endpoints say false and each request still reaches run_model
-    and fails at once with a 503 that names the predictor. Liveness is untouched.
-    """
-    dataplane = server.dataplane
-    base_model_ready = dataplane.model_ready
-
-    async def ready() -> bool:
-        return await model.predictor_ready()
-
-    async def model_ready(model_name: str, disable_predictor_health_check: bool = False) -> bool:
-        is_ready = await base_model_ready(model_name, disable_predictor_health_check)
-        if is_ready and not disable_predictor_health_check:
-            return await model.predictor_ready()
-        return is_ready
-
-    dataplane.ready = ready
-    dataplane.model_ready = model_ready
+    HFModelServer(router_factories=(openai_router,), **cli.server_options(args)).start([model])
 
 
 if __name__ == "__main__":

@@ -3,30 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-from kserve.errors import ServerNotReady
 
 from ..serving.encoder_model import EncoderTaskModel
 from ..serving.settings import ModelSettings
-from .triton_client import TritonClient, TritonUnavailable
+from .triton_client import TritonClient
 
 # What the tokenizer produces; only the ones Triton's model configuration lists are sent.
 TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-
-
-class PredictorUnavailableError(TritonUnavailable, ServerNotReady):
-    """TritonUnavailable that kserve's gRPC interceptor also understands (ServerNotReady -> UNAVAILABLE with this
-    message). Over HTTP the shared PredictorUnavailable handler comes first in the MRO: 503 {"error": message}."""
-
-    def __init__(self, message: str):
-        TritonUnavailable.__init__(self, message)
-        self.error_msg = message
-
-    @property
-    def reason(self) -> str:
-        return self.error_msg
-
-    def __str__(self) -> str:
-        return self.error_msg
 
 
 class TritonEncoderModel(EncoderTaskModel):
@@ -56,7 +39,7 @@ class TritonEncoderModel(EncoderTaskModel):
     async def healthy(self) -> bool:
         """True once the tokenizer is loaded. kserve also asks this before every request, which must then reach
         run_model and fail there with TritonUnavailable (a 503 naming the predictor) while Triton is down; the
-        readiness endpoints add `predictor_ready()` (see __main__.install_predictor_readiness)."""
+        readiness endpoints add `predictor_ready()` (see serving/server.py)."""
         await self._client()
         return bool(self.ready)
 
@@ -67,10 +50,7 @@ class TritonEncoderModel(EncoderTaskModel):
 
     async def run_model(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         client = await self._client()
-        try:
-            return await client.infer(inputs)
-        except TritonUnavailable as exc:
-            raise PredictorUnavailableError(str(exc)) from None
+        return await client.infer(inputs)  # TritonUnavailable is a PredictorUnavailable: HTTP 503, gRPC UNAVAILABLE
 
     def stop(self) -> None:
         self.ready = False

@@ -30,7 +30,7 @@ log = logging.getLogger("hfserve.triton")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m hfserve.triton",
+    parser = argparse.ArgumentParser(prog="python -m hfserve.triton", allow_abbrev=False,
                                      description="Serve a Hugging Face encoder checkpoint with Triton (Python backend)")
     add_repository_args(parser)
     parser.add_argument("--repository_dir", type=Path,

@@ -56,6 +56,12 @@ class TritonPythonModel:
                        "token_type_ids": getattr(config, "type_vocab_size", None),
                        "attention_mask": 2}
         self.max_positions = getattr(config, "max_position_embeddings", None)
+        # Warm up (first forward passes allocate and pick kernels): Triton reports the model ready only after
+        # initialize(), so the first real requests after a (re)start do not pay for it.
+        for rows, tokens in ((1, 8), (4, 32)):
+            ids = np.full((rows, tokens), self.pad_values["input_ids"], dtype=np.int64)
+            self.engine.forward({name: (ids if name == "input_ids" else np.ones_like(ids) if name == "attention_mask"
+                                        else np.zeros_like(ids)) for name in self.input_names})
         pb_utils.Logger.log_info(
             f"hfserve: loaded {model_dir} task={self.engine.task} device={self.engine.device} "
             f"inputs={self.input_names} outputs={self.output_names}"

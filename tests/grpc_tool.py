@@ -1,36 +1,64 @@
-"""tritonclient.grpc in a process of its own, for the tests in this folder.
+"""tritonclient.grpc (the standard V2 gRPC client) in a process of its own, for the tests.
 
 tritonclient's generated protobuf modules and kserve's declare the same `inference.*` messages; whichever a
 pytest session imports first makes importing the other fail. So the tests never import tritonclient.grpc
 themselves: they run this script and read one JSON line.
 
     python grpc_tool.py infer TARGET MODEL TEXTS_JSON     V2 gRPC infer of a BYTES "text" tensor
+    python grpc_tool.py infer_fp32 TARGET MODEL           a deliberately wrong FP32 "text" tensor
+    python grpc_tool.py metadata TARGET MODEL             model metadata as JSON
     python grpc_tool.py health TARGET MODEL               live / ready / model ready
     python grpc_tool.py reference REQUEST_HEX             tritonclient's reading of our encoded request, and
                                                           reference responses serialized by tritonclient
 """
 
 import json
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 
-def infer(target, model, texts):
+def call(*args: str) -> dict:
+    """Runs this tool in a fresh interpreter and returns its JSON answer."""
+    result = subprocess.run([sys.executable, str(Path(__file__)), *args], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def infer(target, model, texts, fp32=False):
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
 
     client = grpcclient.InferenceServerClient(target)
-    text = grpcclient.InferInput("text", [len(texts)], "BYTES")
-    text.set_data_from_numpy(np.array([t.encode() for t in texts], dtype=np.object_))
+    if fp32:
+        text = grpcclient.InferInput("text", [len(texts)], "FP32")
+        text.set_data_from_numpy(np.zeros(len(texts), dtype=np.float32))
+    else:
+        text = grpcclient.InferInput("text", [len(texts)], "BYTES")
+        text.set_data_from_numpy(np.array([t.encode() for t in texts], dtype=np.object_))
     started = time.monotonic()
     try:
         result = client.infer(model, [text], client_timeout=10)
     except InferenceServerException as exc:
         return {"ok": False, "code": exc.status(), "message": exc.message(), "seconds": time.monotonic() - started}
-    outputs = {o.name: result.as_numpy(o.name).tolist() for o in result.get_response().outputs}
-    return {"ok": True, "outputs": outputs, "seconds": time.monotonic() - started}
+    outputs = {o.name: _plain(result.as_numpy(o.name)) for o in result.get_response().outputs}
+    dtypes = {o.name: str(result.as_numpy(o.name).dtype) for o in result.get_response().outputs}
+    return {"ok": True, "outputs": outputs, "dtypes": dtypes, "seconds": time.monotonic() - started}
+
+
+def _plain(array):
+    if array.dtype == np.object_:
+        return [x.decode() if isinstance(x, bytes) else x for x in array.reshape(-1).tolist()]
+    return array.tolist()
+
+
+def metadata(target, model):
+    import tritonclient.grpc as grpcclient
+
+    return grpcclient.InferenceServerClient(target).get_model_metadata(model, as_json=True)
 
 
 def health(target, model):
@@ -70,6 +98,10 @@ if __name__ == "__main__":
     command, *args = sys.argv[1:]
     if command == "infer":
         print(json.dumps(infer(args[0], args[1], json.loads(args[2]))))
+    elif command == "infer_fp32":
+        print(json.dumps(infer(args[0], args[1], ["x"], fp32=True)))
+    elif command == "metadata":
+        print(json.dumps(metadata(*args)))
     elif command == "health":
         print(json.dumps(health(*args)))
     else:
