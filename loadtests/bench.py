@@ -7,11 +7,14 @@ number of clients with a request in flight. Results go to stdout (a markdown tab
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import re
 import statistics
 import sys
 import time
+import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -51,24 +54,27 @@ def sixteen_token_texts(model_dir: Path, count: int) -> list[str]:
     return texts
 
 
-def raw_forward(model_dir: Path, texts: list[str], batch_sizes: list[int], seconds: float) -> dict[int, Row]:
-    engine = EncoderEngine.load(model_dir)
-    options = TokenizerOptions()
-    encoder = TextEncoder(load_tokenizer(model_dir, options), 256, options, engine.input_names)
-    rows = {}
-    for batch in batch_sizes:
-        inputs = encoder.pad(encoder.encode(texts[:batch]))
+class RawForward:
+    """The model's forward pass in this process, on the same padded 16-token batches the servers run."""
+
+    def __init__(self, model_dir: Path, texts: list[str]):
+        self.engine = EncoderEngine.load(model_dir)
+        options = TokenizerOptions()
+        self.encoder = TextEncoder(load_tokenizer(model_dir, options), 256, options, self.engine.input_names)
+        self.texts = texts
+
+    def measure(self, batch: int, seconds: float) -> Row:
+        inputs = self.encoder.pad(self.encoder.encode(self.texts[:batch]))
         for _ in range(3):
-            engine.forward(inputs)
+            self.engine.forward(inputs)
         times = []
         end = time.perf_counter() + seconds
         while time.perf_counter() < end:
             start = time.perf_counter()
-            engine.forward(inputs)
+            self.engine.forward(inputs)
             times.append(time.perf_counter() - start)
-        rows[batch] = Row(f"raw forward (batch {batch})", batch, batch / statistics.mean(times),
-                          1000 * float(np.percentile(times, 50)), 1000 * float(np.percentile(times, 99)))
-    return rows
+        return Row(f"raw forward (batch {batch})", batch, batch / statistics.mean(times),
+                   1000 * float(np.percentile(times, 50)), 1000 * float(np.percentile(times, 99)))
 
 
 async def drive(url: str, texts: list[str], concurrency: int, seconds: float) -> Row:
@@ -102,48 +108,60 @@ async def drive(url: str, texts: list[str], concurrency: int, seconds: float) ->
                1000 * float(np.percentile(latencies, 99)))
 
 
-def bench_huggingface(model_dir: Path, texts, concurrencies, seconds, logs: Path) -> list[Row]:
-    http_port = free_port()
-    command = huggingface_command(model_dir, MODEL, http_port, free_port())
-    rows = []
-    with ServerProcess(command, logs / "huggingface.log") as server:
-        server.wait_http(f"http://127.0.0.1:{http_port}/v2/models/{MODEL}/ready", timeout=180)
-        url = f"http://127.0.0.1:{http_port}/v1/models/{MODEL}:predict"
-        for concurrency in concurrencies:
-            before = _batch_histogram(http_port)
-            row = asyncio.run(drive(url, texts, concurrency, seconds))
-            after = _batch_histogram(http_port)
-            row.target = "kserve-huggingface"
-            row.avg_batch = (after[1] - before[1]) / max(1.0, after[0] - before[0])
-            rows.append(row)
-    return rows
+class HuggingfaceTarget:
+    name = "kserve-huggingface"
+
+    def __init__(self, model_dir: Path, logs: Path):
+        self.http_port = free_port()
+        command = huggingface_command(model_dir, MODEL, self.http_port, free_port())
+        self.server = ServerProcess(command, logs / "huggingface.log")
+
+    def __enter__(self):
+        self.server.start()
+        self.server.wait_http(f"http://127.0.0.1:{self.http_port}/v2/models/{MODEL}/ready", timeout=180)
+        self.url = f"http://127.0.0.1:{self.http_port}/v1/models/{MODEL}:predict"
+        return self
+
+    def __exit__(self, *exc):
+        self.server.stop()
+
+    def batch_stats(self) -> tuple[float, float]:
+        """(forward passes, texts) so far, from the runtime's hfserve_batch_size histogram."""
+        text = urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics").read().decode()
+        count = re.search(r'hfserve_batch_size_count{model_name="%s"} ([0-9.e+]+)' % MODEL, text)
+        total = re.search(r'hfserve_batch_size_sum{model_name="%s"} ([0-9.e+]+)' % MODEL, text)
+        return (float(count.group(1)), float(total.group(1))) if count else (0.0, 0.0)
 
 
-def _batch_histogram(http_port: int) -> tuple[float, float]:
-    import re
-    import urllib.request
+class TritonTarget:
+    name = "kserve-huggingface-triton"
 
-    text = urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics").read().decode()
-    count = re.search(r'hfserve_batch_size_count{model_name="%s"} ([0-9.e+]+)' % MODEL, text)
-    total = re.search(r'hfserve_batch_size_sum{model_name="%s"} ([0-9.e+]+)' % MODEL, text)
-    return (float(count.group(1)), float(total.group(1))) if count else (0.0, 0.0)
+    def __init__(self, model_dir: Path, logs: Path):
+        from hfserve.triton.dev_serve import TritonPair  # the two processes of the triton runtime, on loopback
+
+        self.pair = TritonPair(model_dir, MODEL, log_dir=logs)
+
+    def __enter__(self):
+        self.pair.__enter__()
+        self.url = f"{self.pair.http_url}/v1/models/{MODEL}:predict"
+        return self
+
+    def __exit__(self, *exc):
+        self.pair.__exit__(*exc)
+
+    def batch_stats(self) -> tuple[float, float]:
+        """(executions, inferences) so far, from Triton's statistics API."""
+        return self.pair.triton_batch_stats()
 
 
-def bench_triton(model_dir: Path, texts, concurrencies, seconds, logs: Path) -> list[Row]:
-    from hfserve.triton.dev_serve import TritonPair  # the two processes of the triton runtime, on loopback
-
-    rows = []
-    with TritonPair(model_dir, MODEL, log_dir=logs) as pair:
-        url = f"{pair.http_url}/v1/models/{MODEL}:predict"
-        for concurrency in concurrencies:
-            before = pair.triton_batch_stats()
-            row = asyncio.run(drive(url, texts, concurrency, seconds))
-            after = pair.triton_batch_stats()
-            row.target = "kserve-huggingface-triton"
-            executions = after[0] - before[0]
-            row.avg_batch = (after[1] - before[1]) / executions if executions else None
-            rows.append(row)
-    return rows
+def measure_served(target, texts: list[str], concurrency: int, seconds: float) -> Row:
+    before = target.batch_stats()
+    row = asyncio.run(drive(target.url, texts, concurrency, seconds))
+    after = target.batch_stats()
+    row.target = target.name
+    runs = after[0] - before[0]
+    row.avg_batch = (after[1] - before[1]) / runs if runs else None
+    return row
 
 
 def render(raw: dict[int, Row], served: list[Row]) -> str:
@@ -182,15 +200,19 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     model_dir = packaged_model_dir()
     texts = sixteen_token_texts(model_dir, 64)
-    raw = raw_forward(model_dir, texts, concurrencies, args.seconds / 2)
+    raw_forward = RawForward(model_dir, texts)
+    classes = {"huggingface": HuggingfaceTarget, "triton": TritonTarget}
+    raw: dict[int, Row] = {}
     served: list[Row] = []
-    runtimes = args.runtimes.split(",")
-    if "huggingface" in runtimes:
-        served += bench_huggingface(model_dir, texts, concurrencies, args.seconds, out)
-    if "triton" in runtimes:
-        served += bench_triton(model_dir, texts, concurrencies, args.seconds, out)
+    with contextlib.ExitStack() as stack:
+        targets = [stack.enter_context(classes[name](model_dir, out)) for name in args.runtimes.split(",")]
+        # Each concurrency's points are measured back to back, so drift on a shared machine hits all alike.
+        for concurrency in concurrencies:
+            raw[concurrency] = raw_forward.measure(concurrency, args.seconds / 2)
+            served += [measure_served(t, texts, concurrency, args.seconds) for t in targets]
+    served.sort(key=lambda r: (r.target, r.concurrency))
     table = render(raw, served)
-    header = f"cpu count {os.cpu_count()}, torch threads default, python {sys.version.split()[0]}"
+    header = f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}, {args.seconds:.0f} s per served point"
     print(header + "\n\n" + table)
     (out / "bench.md").write_text(header + "\n\n" + table + "\n")
     (out / "bench.json").write_text(json.dumps([asdict(r) for r in [*raw.values(), *served]], indent=2))
