@@ -54,6 +54,8 @@ def pytest_addoption(parser):
     g.addoption("--examples", default="", help="cluster mode: comma separated globs of InferenceService manifests "
                                                "(default: the chart's examples/*-cpu.yaml)")
     g.addoption("--keep-cluster", action="store_true", help="cluster mode: leave the release and examples installed")
+    g.addoption("--atol", type=float, default=1e-4,
+                help="float tolerance of parity and consistency checks (1e-4 for float32; ~5e-3 for float16 on a GPU)")
     g.addoption("--require-gpu", action="store_true", help="fail the gpu group instead of skipping it without a GPU")
     g.addoption("--recovery-timeout", type=float, default=180.0, help="seconds a runtime may take to recover after a restart")
     g.addoption("--reports-dir", default=str(T.REPO / "reports" / "conformance"), help="where JUnit XML and markdown go")
@@ -69,6 +71,9 @@ def target_slug(target: str) -> str:
 def pytest_configure(config):
     for name, doc in GROUPS.items():
         config.addinivalue_line("markers", f"{name}: {doc}")
+    from conformance import protocol
+
+    protocol.ATOL = config.getoption("--atol")
     reports = Path(config.getoption("--reports-dir"))
     reports.mkdir(parents=True, exist_ok=True)
     slug = target_slug(config.getoption("--target"))

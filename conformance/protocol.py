@@ -10,6 +10,9 @@ import httpx
 import numpy as np
 
 TIMEOUT = httpx.Timeout(60.0, connect=5.0)
+# Tolerance for comparing floats (parity, batch vs alone, V1 vs V2...): set from --atol by conftest.py.
+# 1e-4 for float32 (the CPU default); a GPU run in float16 (dtype auto) needs about 5e-3.
+ATOL = 1e-4
 JSON = {"Content-Type": "application/json"}
 
 TEXTS = [
@@ -150,7 +153,8 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
-def assert_close(a: np.ndarray, b: np.ndarray, atol: float = 1e-4, what: str = "") -> None:
+def assert_close(a: np.ndarray, b: np.ndarray, atol: float | None = None, what: str = "") -> None:
+    atol = ATOL if atol is None else atol
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     assert a.shape == b.shape, f"{what}: shapes differ {a.shape} vs {b.shape}"

@@ -27,7 +27,7 @@ def test_over_length_text_is_truncated(minilm):
     with minilm.http() as http:
         emb = P.v1_embeddings(P.v1_predict(http, minilm.model_name, [head, longer]))
     P.assert_embeddings(emb, 2, minilm.embedding_dim)
-    P.assert_close(emb[0], emb[1], 1e-4, "text vs the same text with more appended past the window")
+    P.assert_close(emb[0], emb[1], P.ATOL, "text vs the same text with more appended past the window")
 
 
 def test_over_length_text_v2_and_openai(minilm):

@@ -1,4 +1,4 @@
-"""Both runtimes give the same answers for the same inputs (floats within 1e-4)."""
+"""Both runtimes give the same answers for the same inputs (floats within --atol, default 1e-4)."""
 
 import numpy as np
 import pytest
@@ -6,8 +6,6 @@ import pytest
 from conformance import protocol as P
 
 pytestmark = pytest.mark.parity
-
-ATOL = 1e-4
 
 PARITY_TEXTS = P.TEXTS + [
     "x",
@@ -22,7 +20,7 @@ def test_v1(pair):
     with a.http() as ha, b.http() as hb:
         ea = P.v1_embeddings(P.v1_predict(ha, a.model_name, PARITY_TEXTS))
         eb = P.v1_embeddings(P.v1_predict(hb, b.model_name, PARITY_TEXTS))
-    P.assert_close(ea, eb, ATOL, f"V1 {a.id} vs {b.id}")
+    P.assert_close(ea, eb, P.ATOL, f"V1 {a.id} vs {b.id}")
 
 
 def test_v2_rest(pair):
@@ -32,7 +30,7 @@ def test_v2_rest(pair):
         ob = P.v2_outputs(P.v2_infer(hb, b.model_name, PARITY_TEXTS))
     assert set(oa) == set(ob), (set(oa), set(ob))
     for name in oa:
-        P.assert_close(oa[name], ob[name], ATOL, f"V2 output {name}")
+        P.assert_close(oa[name], ob[name], P.ATOL, f"V2 output {name}")
 
 
 def test_openai(pair):
@@ -41,7 +39,7 @@ def test_openai(pair):
     with a.http() as ha, b.http() as hb:
         ra = P.ok_json(ha.post("/openai/v1/embeddings", json={**body, "model": a.model_name}))
         rb = P.ok_json(hb.post("/openai/v1/embeddings", json={**body, "model": b.model_name}))
-    P.assert_close(P.openai_vectors(ra), P.openai_vectors(rb), ATOL, "OpenAI embeddings")
+    P.assert_close(P.openai_vectors(ra), P.openai_vectors(rb), P.ATOL, "OpenAI embeddings")
     assert ra["usage"]["prompt_tokens"] == rb["usage"]["prompt_tokens"], (ra["usage"], rb["usage"])
 
 
@@ -68,9 +66,10 @@ def test_tiny_tasks_v1(tiny_pair):
         pa = P.v1_predictions(P.v1_predict(ha, a.model_name, texts))
         pb = P.v1_predictions(P.v1_predict(hb, b.model_name, texts))
     assert len(pa) == len(pb) == len(texts)
-    assert list(P.strings_in(pa)) == list(P.strings_in(pb)), (pa, pb)
+    if P.ATOL <= 1e-4:  # labels of near-ties in random tiny models may flip in float16
+        assert list(P.strings_in(pa)) == list(P.strings_in(pb)), (pa, pb)
     fa, fb = np.asarray(list(P.floats_in(pa))), np.asarray(list(P.floats_in(pb)))
-    P.assert_close(fa, fb, ATOL, f"V1 {a.task}")
+    P.assert_close(fa, fb, P.ATOL, f"V1 {a.task}")
 
 
 @pytest.mark.tasks
@@ -87,4 +86,4 @@ def test_tiny_tasks_v2(tiny_pair):
         if oa[name].dtype == object:
             assert oa[name].tolist() == ob[name].tolist(), name
         else:
-            P.assert_close(oa[name], ob[name], ATOL, f"V2 {a.task} output {name}")
+            P.assert_close(oa[name], ob[name], P.ATOL, f"V2 {a.task} output {name}")

@@ -26,7 +26,7 @@ def test_predict_objects_with_text(minilm):
     with minilm.http() as http:
         plain = P.v1_embeddings(P.v1_predict(http, minilm.model_name, P.TEXTS[:2]))
         objs = P.v1_embeddings(P.v1_predict(http, minilm.model_name, [{"text": t} for t in P.TEXTS[:2]]))
-    P.assert_close(objs, plain, 1e-4, "objects vs strings")
+    P.assert_close(objs, plain, P.ATOL, "objects vs strings")
 
 
 def test_single_instance(minilm):
@@ -41,8 +41,8 @@ def test_deterministic_and_order_preserving(minilm):
         forward = P.v1_embeddings(P.v1_predict(http, minilm.model_name, P.TEXTS))
         backward = P.v1_embeddings(P.v1_predict(http, minilm.model_name, P.TEXTS[::-1]))
         alone = P.v1_embeddings(P.v1_predict(http, minilm.model_name, [P.TEXTS[2]]))
-    P.assert_close(forward, backward[::-1], 1e-4, "reversed batch")
-    P.assert_close(forward[2:3], alone, 1e-4, "batch vs alone")
+    P.assert_close(forward, backward[::-1], P.ATOL, "reversed batch")
+    P.assert_close(forward[2:3], alone, P.ATOL, "batch vs alone")
 
 
 def test_semantics(minilm):

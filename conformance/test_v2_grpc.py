@@ -53,7 +53,7 @@ def test_matches_rest(grpc, minilm):
     name = result.get_response(as_json=True)["outputs"][0]["name"]
     with minilm.http() as http:
         rest = P.v2_outputs(P.v2_infer(http, minilm.model_name, P.TEXTS))
-    P.assert_close(result.as_numpy(name), rest[name], 1e-4, "gRPC vs REST")
+    P.assert_close(result.as_numpy(name), rest[name], P.ATOL, "gRPC vs REST")
 
 
 def test_unknown_model_is_an_error(grpc):

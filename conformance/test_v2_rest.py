@@ -66,4 +66,4 @@ def test_infer_matches_v1(minilm):
     for a, b in zip(v1, v2):
         assert P.cosine(a, b) > 0.9999
     if np.allclose(np.linalg.norm(v1, axis=1), np.linalg.norm(v2, axis=1), atol=1e-3):
-        P.assert_close(v1, v2, 1e-4, "V1 vs V2")
+        P.assert_close(v1, v2, P.ATOL, "V1 vs V2")

@@ -213,8 +213,8 @@ def test_sigterm_drains_in_flight_requests(stack):
     launcher_pid, triton_pid = triton.pid, triton.triton_pid
     stubs = set(group_pids(triton_pid)) - {triton_pid}
     rng = np.random.default_rng(5)
-    direct = [{"input_ids": rng.integers(1000, 20000, (4, 48)), "attention_mask": np.ones((4, 48), int),
-               "token_type_ids": np.zeros((4, 48), int)} for _ in range(12)]
+    direct = [{"input_ids": rng.integers(1000, 20000, (4, 128)), "attention_mask": np.ones((4, 128), int),
+               "token_type_ids": np.zeros((4, 128), int)} for _ in range(48)]
     done: list = []
 
     async def send_direct():
@@ -238,7 +238,7 @@ def test_sigterm_drains_in_flight_requests(stack):
 
     with ThreadPoolExecutor(9) as pool:
         direct_future = pool.submit(asyncio.run, send_direct())
-        time.sleep(1.0)  # the direct requests have reached Triton: queued or running
+        time.sleep(0.3)  # the direct requests have reached Triton: queued or running
         transformer_futures = [pool.submit(via_transformer, i) for i in range(8)]
         time.sleep(0.1)
         in_flight = len(direct) - len(done)

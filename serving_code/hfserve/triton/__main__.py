@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--metrics_port", type=int, default=8002)
     parser.add_argument("--exit_timeout_s", type=int, default=20,
                         help="longest SIGTERM drain; keep it under the pod's termination grace period")
+    parser.add_argument("--drain_quiet_s", type=float, default=1.0,
+                        help="on SIGTERM, keep serving until no request has arrived for this long (the transformer "
+                             "beside us drains its own in-flight requests through Triton), then unload and stop")
     parser.add_argument("--tritonserver", default=None,
                         help="tritonserver binary (default: on PATH, else the nvidia-pytriton wheel's copy)")
     parser.add_argument("--log_verbose", type=int, default=0)
@@ -140,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         while True:
             if signals:
                 log.info("received %s", signal.Signals(signals[0]).name)
-                return triton.drain()
+                return triton.drain(quiet_s=args.drain_quiet_s)
             if triton.poll() is not None:
                 log.error("tritonserver exited with status %s", triton.proc.returncode)
                 return triton.stop()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import glob
+import json
 import logging
 import os
 import secrets
@@ -135,8 +136,6 @@ class TritonProcess:
         request = urllib.request.Request(f"{self.http_url}/v2/repository/index", data=b'{"ready": false}',
                                          method="POST", headers={ADMIN_HEADER: self.admin_token})
         try:
-            import json
-
             with urllib.request.urlopen(request, timeout=1.0) as response:
                 index = json.loads(response.read() or b"[]")
         except (OSError, ValueError):
@@ -144,9 +143,37 @@ class TritonProcess:
         return not any(m.get("name") == self.model_name and m.get("state") in ("READY", "UNLOADING", "LOADING")
                        for m in index)
 
-    def drain(self) -> int:
-        """Finish in-flight requests, refuse new ones, stop Triton; returns Triton's exit status."""
+    def _inferences_so_far(self) -> int | None:
+        try:
+            with urllib.request.urlopen(f"{self.http_url}/v2/models/{self.model_name}/stats", timeout=1.0) as reply:
+                stats = json.loads(reply.read())
+        except (OSError, ValueError):
+            return None
+        return sum(int(m.get("inference_count", 0)) for m in stats.get("model_stats", []))
+
+    def wait_until_quiet(self, quiet_s: float, longest_s: float) -> None:
+        """Keep serving until no inference has arrived for `quiet_s` (at most `longest_s`).
+
+        In a pod, SIGTERM reaches the transformer and Triton together: the transformer drains its own in-flight
+        requests, which still need Triton. Unloading at once would refuse them.
+        """
+        deadline = time.monotonic() + longest_s
+        last = self._inferences_so_far()
+        quiet_since = time.monotonic()
+        while self.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+            now = self._inferences_so_far()
+            if now != last:
+                last, quiet_since = now, time.monotonic()
+            elif time.monotonic() - quiet_since >= quiet_s:
+                return
+
+    def drain(self, quiet_s: float = 1.0) -> int:
+        """Serve until traffic stops, finish in-flight requests, refuse new ones, stop Triton; Triton's status."""
         deadline = time.monotonic() + self.exit_timeout_s
+        if self.poll() is None and quiet_s > 0:
+            log.info("draining: serving until no request has arrived for %.1f s", quiet_s)
+            self.wait_until_quiet(quiet_s, longest_s=self.exit_timeout_s / 2)
         if self.poll() is None:
             log.info("draining: unloading model %s (in-flight requests finish, new ones are refused)",
                      self.model_name)
