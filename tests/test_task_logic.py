@@ -121,3 +121,20 @@ def test_batched_forward_matches_one_by_one(minilm_dir):
     for vector, item in zip(together, encoded):
         alone = engine.forward(encoder.pad([item]))["embeddings"][0]
         np.testing.assert_allclose(vector, alone, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["token_classification", "fill_mask"])
+def test_rust_fast_path_tokenizes_exactly_like_transformers(tiny_models, minilm_dir, kind):
+    texts = ["Hello World, a test!", "word " * 600, "", "Ünïcödé çafé [MASK] naïve", "alice smith went to paris"]
+    names = ("input_ids", "attention_mask", "token_type_ids")
+    for model_dir in (minilm_dir, tiny_models(kind)):
+        for options in (TokenizerOptions(), TokenizerOptions(add_special_tokens=False),
+                        TokenizerOptions(lower_case=False)):
+            tokenizer = load_tokenizer(model_dir, options)
+            fast = TextEncoder(tokenizer, 64, options, names)
+            assert fast._backend is not None
+            slow = TextEncoder(tokenizer, 64, options, names)
+            slow._backend = None
+            for a, b in zip(fast.encode(texts, True), slow.encode(texts, True)):
+                assert (a.input_ids, a.token_type_ids) == (b.input_ids, b.token_type_ids)
+                assert [tuple(o) for o in a.offsets] == b.offsets

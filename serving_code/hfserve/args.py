@@ -63,6 +63,9 @@ def add_serving_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max_request_items", type=_positive_int, default=64, help="Most texts in one request")
     group.add_argument("--max_request_bytes", type=_positive_int, default=1 << 20,
                        help="Largest request body accepted (HTTP 413 above it)")
+    group.add_argument("--request_timing_logs", action="store_true",
+                       help="Log kserve's per-request timing lines (wall/cpu time, pre/post-processing latency). "
+                            "Off by default: they cost a large share of the serving path's CPU")
 
 
 def model_settings(args: argparse.Namespace) -> ModelSettings:
@@ -85,7 +88,8 @@ def model_settings(args: argparse.Namespace) -> ModelSettings:
 def server_options(args: argparse.Namespace) -> dict:
     """Keyword arguments for HFModelServer."""
     return dict(http_port=args.http_port, grpc_port=args.grpc_port, workers=args.workers,
-                bind_address=args.bind_address, max_request_bytes=args.max_request_bytes)
+                bind_address=args.bind_address, max_request_bytes=args.max_request_bytes,
+                request_timing_logs=args.request_timing_logs)
 
 
 def _positive_int(text: str) -> int:

@@ -1,5 +1,6 @@
 """Tokenizer options, loading, and turning texts into the int64 tensors both runtimes send to the model."""
 
+import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,8 +74,23 @@ class TextEncoder:
         self.options = options
         self.input_names = input_names
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self._backend = _rust_backend(tokenizer, max_length)
 
     def encode(self, texts: list[str], with_offsets: bool = False) -> list[EncodedText]:
+        if self._backend is not None:
+            return self._encode_with_backend(texts)
+        return self._encode_with_transformers(texts, with_offsets)
+
+    def _encode_with_backend(self, texts: list[str]) -> list[EncodedText]:
+        """The Rust tokenizer directly: the same ids as transformers' __call__, without its per-call overhead
+        (about half a millisecond per request, which is most of the serving overhead at batch 1)."""
+        with_types = "token_type_ids" in self.input_names
+        return [
+            EncodedText(input_ids=e.ids, token_type_ids=e.type_ids if with_types else None, offsets=e.offsets)
+            for e in self._backend.encode_batch(texts, add_special_tokens=self.options.add_special_tokens)
+        ]
+
+    def _encode_with_transformers(self, texts: list[str], with_offsets: bool) -> list[EncodedText]:
         batch = self.tokenizer(
             texts,
             truncation=True,
@@ -98,6 +114,17 @@ class TextEncoder:
     def pad(self, encoded: list[EncodedText]) -> dict[str, np.ndarray]:
         """Right-pads a group of texts to its longest member: the model inputs, int64 [batch, length]."""
         return pad_encoded(encoded, self.pad_id, self.input_names)
+
+
+def _rust_backend(tokenizer: PreTrainedTokenizerBase, max_length: int):
+    """A private copy of a fast tokenizer's Rust backend that truncates to max_length and never pads."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or getattr(tokenizer, "truncation_side", "right") != "right":
+        return None
+    backend = copy.deepcopy(backend)
+    backend.no_padding()
+    backend.enable_truncation(max_length=max_length)
+    return backend
 
 
 def pad_encoded(encoded: list[EncodedText], pad_id: int, input_names: tuple[str, ...]) -> dict[str, np.ndarray]:
