@@ -29,8 +29,9 @@ serve: $(STAMP) ## Serve the packaged all-MiniLM-L6-v2 with the kserve-huggingfa
 	$(PY) -m hfserve.huggingface --model_name $(MODEL_NAME) --model_dir "$$($(PY) -m hfserve.packaged_model)" \
 	  --bind_address $(HOST) --http_port $(PORT) --grpc_port $$(( $(PORT) + 1 ))
 
-test: $(STAMP) ## Run the whole test suite
+test: $(STAMP) ## Run the whole test suite: unit, server, Triton, chart and workflow tests, then `make conformance`
 	$(PY) -m pytest -q
+	$(MAKE) conformance TARGET=local
 
 bench: $(STAMP) ## Benchmark both runtimes beside the raw model forward (concurrency 1, 8, 32); reports/bench/
 	$(PY) -m loadtests.bench $(BENCH_ARGS)
