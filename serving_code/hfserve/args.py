@@ -9,10 +9,10 @@ from pathlib import Path
 
 from kserve import model_server
 
-from .engine.device import DEVICE_CHOICES, DTYPE_CHOICES
 from .serving.settings import ModelSettings
 from .tasks import Task
 from .tasks.detect import infer_task
+from .tasks.options import DEVICE_CHOICES, DTYPE_CHOICES
 from .tasks.tokenization import TokenizerOptions
 
 

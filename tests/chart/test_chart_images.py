@@ -105,7 +105,8 @@ def _dockerignored(rel: str, patterns: list[str]) -> bool:
 def test_dockerignore_sends_only_what_the_images_need():
     patterns = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
                 if line.strip() and not line.startswith("#")]
-    for needed in ["pyproject.toml", "requirements/runtime.txt", "requirements/constraints.txt",
+    for needed in ["pyproject.toml", "requirements/runtime.txt", "requirements/transformer.txt",
+                   "requirements/constraints.txt",
                    "serving_code/hfserve/__init__.py"]:
         assert not _dockerignored(needed, patterns), needed
     for junk in [".venv/bin/python", ".git/config", "tests/__init__.py", "charts/kserve-huggingface-runtimes/Chart.yaml",

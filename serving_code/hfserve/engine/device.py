@@ -2,9 +2,9 @@
 
 import torch
 
+from ..tasks.options import DTYPE_CHOICES
+
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-DTYPE_CHOICES = ("auto", *DTYPES)
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
 def resolve_device(device: str = "auto") -> torch.device:

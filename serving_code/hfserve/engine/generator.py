@@ -17,16 +17,8 @@ from transformers import (
 
 from ..tasks import Task
 from ..tasks.detect import infer_task
-from ..tasks.generation import GenerationParams
+from ..tasks.generation import Generation, GenerationParams
 from .device import resolve_device, resolve_dtype
-
-
-@dataclass
-class Generation:
-    text: str
-    finish_reason: str  # "stop" or "length"
-    prompt_tokens: int
-    completion_tokens: int
 
 
 @dataclass

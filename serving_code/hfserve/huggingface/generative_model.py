@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 from kserve import InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput
 
-from ..engine.generator import Generation, GeneratorEngine
-from ..tasks.generation import GenerationParams, generation_params
+from ..engine.generator import GeneratorEngine
+from ..tasks.generation import Generation, GenerationParams, generation_params
 from ..serving.encoder_model import to_infer_output
 from ..serving.requests import TEXT_INPUT, parse_request
 from ..serving.settings import ModelSettings

@@ -14,6 +14,14 @@ class GenerationParams:
     seed: int | None = None
 
 
+@dataclass
+class Generation:
+    text: str
+    finish_reason: str  # "stop" or "length"
+    prompt_tokens: int
+    completion_tokens: int
+
+
 MAX_NEW_TOKENS_LIMIT = 4096
 
 

@@ -9,10 +9,9 @@ from http import HTTPStatus
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from ...engine.generator import Generation
 from ...tasks import Task
 from ...tasks.embedding import embedding_to_base64
-from ...tasks.generation import generation_params
+from ...tasks.generation import Generation, generation_params
 from ...tasks.params import InvalidRequest, RequestParams
 from .schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
