@@ -12,7 +12,7 @@ MODEL_DIR ?= $(shell $(PY) -m hfserve.packaged_model 2>/dev/null)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: help venv serve test bench
+.PHONY: help venv serve test bench lint
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
@@ -29,7 +29,11 @@ serve: $(STAMP) ## Serve the packaged all-MiniLM-L6-v2 with the kserve-huggingfa
 	$(PY) -m hfserve.huggingface --model_name $(MODEL_NAME) --model_dir "$$($(PY) -m hfserve.packaged_model)" \
 	  --bind_address $(HOST) --http_port $(PORT) --grpc_port $$(( $(PORT) + 1 ))
 
-test: $(STAMP) ## Run the whole test suite: unit, server, Triton, chart and workflow tests, then `make conformance`
+lint: $(STAMP) ## ruff: pyflakes errors and import order across the Python code
+	$(VENV)/bin/ruff check serving_code tests conformance loadtests charts/tools
+
+test: $(STAMP) ## Run the whole test suite: lint, unit, server, Triton, chart and workflow tests, then `make conformance`
+	$(MAKE) lint
 	$(PY) -m pytest -q
 	$(MAKE) conformance TARGET=local
 

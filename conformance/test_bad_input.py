@@ -4,7 +4,7 @@ server keeps serving (a good request succeeds right after each one)."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx
 import numpy as np

@@ -7,7 +7,6 @@ These tests kill real processes, so they run last (see conftest.py) and restore 
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor

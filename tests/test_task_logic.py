@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pytest
-
 from hfserve.engine.batcher import DynamicBatcher
 from hfserve.engine.encoder import EncoderEngine
 from hfserve.tasks import Task
@@ -15,7 +14,10 @@ from hfserve.tasks.generation import generation_params
 from hfserve.tasks.handlers import make_handler
 from hfserve.tasks.params import InvalidRequest, RequestParams
 from hfserve.tasks.tokenization import (
-    TextEncoder, TokenizerOptions, effective_max_length, load_tokenizer,
+    TextEncoder,
+    TokenizerOptions,
+    effective_max_length,
+    load_tokenizer,
 )
 
 

@@ -12,6 +12,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import torch  # noqa: E402
+from hfserve.devtools.tiny_models import (  # noqa: E402
+    HIDDEN,
+    KINDS,
+    MAX_POSITIONS,
+    SENTENCES,
+    SEQUENCE_LABELS,
+    TOKEN_LABELS,
+    build_tiny_model,
+)
 from safetensors.torch import load_file  # noqa: E402
 from transformers import (  # noqa: E402
     AutoModel,
@@ -22,16 +31,6 @@ from transformers import (  # noqa: E402
     AutoModelForTokenClassification,
     AutoTokenizer,
     PreTrainedTokenizerFast,
-)
-
-from hfserve.devtools.tiny_models import (  # noqa: E402
-    HIDDEN,
-    KINDS,
-    MAX_POSITIONS,
-    SENTENCES,
-    SEQUENCE_LABELS,
-    TOKEN_LABELS,
-    build_tiny_model,
 )
 
 AUTO_CLASSES = {

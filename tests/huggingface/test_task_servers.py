@@ -4,11 +4,10 @@ import json
 
 import httpx
 import pytest
+from hfserve.devtools.processes import ServerProcess, free_port, huggingface_command
 from openai import OpenAI
 
 from tests import grpc_tool
-
-from hfserve.devtools.processes import ServerProcess, free_port, huggingface_command
 
 
 def predict(runtime, instances, **extra):

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from hfserve.devtools.processes import ServerProcess, free_port, http_status
 from hfserve.transformer.triton_client import triton_batch_stats
 from hfserve.triton.supervisor import group_pids

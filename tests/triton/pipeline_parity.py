@@ -11,8 +11,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 
 def diff(a, b, path="", tol=1e-4):
     if isinstance(a, dict) and isinstance(b, dict):

@@ -10,13 +10,12 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-
 from hfserve.devtools.processes import http_status
 from hfserve.transformer.triton_client import TritonClient, triton_batch_stats
 from hfserve.triton.supervisor import group_pids

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from hfserve.tasks import Task
 from hfserve.transformer import wire
 from hfserve.transformer.triton_client import BatchStats

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from hfserve.devtools.processes import free_port, http_status
 from hfserve.engine.encoder import EncoderEngine
 from hfserve.transformer.triton_client import TritonClient, TritonRequestError, triton_batch_stats

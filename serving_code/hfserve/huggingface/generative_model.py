@@ -8,13 +8,14 @@ from kserve import InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput
 
 from ..engine.generator import GeneratorEngine
-from ..tasks.generation import Generation, GenerationParams, generation_params
 from ..serving.encoder_model import to_infer_output
 from ..serving.requests import TEXT_INPUT, parse_request
 from ..serving.settings import ModelSettings
+from ..tasks.generation import Generation, GenerationParams, generation_params
 from ..tasks.handlers import V2Output
 from ..tasks.params import InvalidRequest
 from ..tasks.tokenization import load_tokenizer
+
 
 class GenerativeModel(Model):
     def __init__(self, settings: ModelSettings, dtype: str = "auto", device: str = "auto"):

@@ -7,7 +7,6 @@ Only `run_model` differs between the runtimes, so both answer the same input wit
 """
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from kserve import InferOutput, InferRequest, InferResponse, Model

@@ -2,16 +2,13 @@
 JSON errors for every client mistake, and the OpenAI-compatible routes, all on the one HTTP app."""
 
 import asyncio
+import concurrent.futures
 from collections.abc import Callable
 
-import concurrent.futures
-
-from fastapi import APIRouter, FastAPI
-from grpc import aio
-
 import kserve.model_server as kserve_model_server
+from fastapi import APIRouter, FastAPI
+from grpc import StatusCode, aio
 from kserve import ModelServer
-from grpc import StatusCode
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
 from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor, LoggingInterceptor
@@ -19,8 +16,8 @@ from kserve.protocol.grpc.server import GRPCServer
 from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.rest.server import RESTServer
 
-from .compat import V2JsonContentType
 from ..tasks.params import InvalidRequest
+from .compat import V2JsonContentType
 from .errors import PredictorUnavailable, install_error_handlers
 from .limits import BodySizeLimit
 

@@ -21,6 +21,7 @@ import time
 
 import grpc
 import numpy as np
+
 from ..serving.errors import PredictorUnavailable
 from . import wire
 
