@@ -15,29 +15,21 @@ def predict(runtime, instances, **extra):
                       json={"instances": instances, **extra}, timeout=120)
 
 
-@pytest.fixture(scope="module")
-def classifier(start_huggingface_runtime, tiny_models):
-    return start_huggingface_runtime(tiny_models("sequence_classification"), "sentiment")
+def served(kind: str, model_name: str):
+    """A module-scoped fixture: the runtime serving the tiny `kind` checkpoint as `model_name`."""
+
+    @pytest.fixture(scope="module")
+    def runtime(start_huggingface_runtime, tiny_models):
+        return start_huggingface_runtime(tiny_models(kind), model_name)
+
+    return runtime
 
 
-@pytest.fixture(scope="module")
-def tagger(start_huggingface_runtime, tiny_models):
-    return start_huggingface_runtime(tiny_models("token_classification"), "ner")
-
-
-@pytest.fixture(scope="module")
-def filler(start_huggingface_runtime, tiny_models):
-    return start_huggingface_runtime(tiny_models("fill_mask"), "mask")
-
-
-@pytest.fixture(scope="module")
-def writer(start_huggingface_runtime, tiny_models):
-    return start_huggingface_runtime(tiny_models("text_generation"), "writer")
-
-
-@pytest.fixture(scope="module")
-def translator(start_huggingface_runtime, tiny_models):
-    return start_huggingface_runtime(tiny_models("text2text_generation"), "t5")
+classifier = served("sequence_classification", "sentiment")
+tagger = served("token_classification", "ner")
+filler = served("fill_mask", "mask")
+writer = served("text_generation", "writer")
+translator = served("text2text_generation", "t5")
 
 
 def test_sequence_classification_labels_and_probabilities(classifier):

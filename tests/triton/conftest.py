@@ -22,6 +22,8 @@ from hfserve.devtools.processes import ServerProcess, free_port, http_status
 from hfserve.transformer.triton_client import triton_batch_stats
 from hfserve.triton.supervisor import group_pids
 
+from ..servers import RunningServer, ServerStarter
+
 
 def child_pids(pid: int) -> list[int]:
     children = []
@@ -141,33 +143,17 @@ def launch_triton(tmp_path_factory):
         triton.stop()
 
 
-class RunningTransformer:
-    def __init__(self, server: ServerProcess, http_port: int, grpc_port: int, model_name: str):
-        self.server = server
-        self.url = f"http://127.0.0.1:{http_port}"
-        self.grpc_target = f"127.0.0.1:{grpc_port}"
-        self.model_name = model_name
-
-
 @pytest.fixture(scope="module")
 def start_transformer(tmp_path_factory):
-    started: list[ServerProcess] = []
-    logs = tmp_path_factory.mktemp("transformer-logs")
+    """start(model_dir, model_name, predictor, *args): the transformer on loopback, live; stopped at the end."""
+    starter = ServerStarter(tmp_path_factory.mktemp("transformer-logs"))
 
-    def start(model_dir: Path, model_name: str, predictor: str, *extra: str) -> RunningTransformer:
-        http_port, grpc_port = free_port(), free_port()
-        command = [sys.executable, "-m", "hfserve.transformer", "--model_name", model_name,
-                   "--model_dir", str(model_dir), "--predictor_host", predictor, "--bind_address", "127.0.0.1",
-                   "--http_port", str(http_port), "--grpc_port", str(grpc_port), *extra]
-        server = ServerProcess(command, logs / f"{model_name}-{http_port}.log")
-        started.append(server)
-        server.start()
-        server.wait_http(f"http://127.0.0.1:{http_port}/v2/health/live", timeout=120)
-        return RunningTransformer(server, http_port, grpc_port, model_name)
+    def start(model_dir: Path, model_name: str, predictor: str, *extra: str) -> RunningServer:
+        return starter.start("hfserve.transformer", model_dir, model_name, "--predictor_host", predictor, *extra,
+                             timeout=120)
 
     yield start
-    for server in started:
-        server.stop()
+    starter.stop_all()
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.02) -> float | None:
@@ -190,4 +176,4 @@ def stats_after(http_url, model, before, requests, timeout=5.0):
         time.sleep(0.05)
 
 
-__all__ = ["LaunchedTriton", "RunningTransformer", "group_pids", "stub_pids", "wait_until", "kill_group"]
+__all__ = ["LaunchedTriton", "group_pids", "stub_pids", "wait_until", "kill_group"]

@@ -1,0 +1,38 @@
+"""Starting the project's servers for tests: free loopback ports, a log per server, all stopped at the end."""
+
+import sys
+from pathlib import Path
+
+from hfserve.devtools.processes import ServerProcess, free_port
+
+
+class RunningServer:
+    def __init__(self, server: ServerProcess, http_port: int, grpc_port: int, model_name: str):
+        self.server = server
+        self.url = f"http://127.0.0.1:{http_port}"
+        self.grpc_target = f"127.0.0.1:{grpc_port}"
+        self.model_name = model_name
+
+
+class ServerStarter:
+    """start(module, model_dir, model_name, *args) runs `python -m module` on loopback and waits for `ready_path`."""
+
+    def __init__(self, logs: Path):
+        self.logs = logs
+        self.started: list[ServerProcess] = []
+
+    def start(self, module: str, model_dir: Path, model_name: str, *args: str,
+              ready_path: str = "/v2/health/live", timeout: float = 180) -> RunningServer:
+        http_port, grpc_port = free_port(), free_port()
+        command = [sys.executable, "-m", module, "--model_name", model_name, "--model_dir", str(model_dir),
+                   "--bind_address", "127.0.0.1", "--http_port", str(http_port), "--grpc_port", str(grpc_port),
+                   *args]
+        server = ServerProcess(command, self.logs / f"{model_name}-{http_port}.log")
+        self.started.append(server)
+        server.start()
+        server.wait_http(f"http://127.0.0.1:{http_port}{ready_path.format(model=model_name)}", timeout=timeout)
+        return RunningServer(server, http_port, grpc_port, model_name)
+
+    def stop_all(self) -> None:
+        for server in self.started:
+            server.stop()
