@@ -136,10 +136,10 @@ class HuggingfaceTarget:
 class TritonTarget:
     name = "kserve-huggingface-triton"
 
-    def __init__(self, model_dir: Path, logs: Path):
+    def __init__(self, model_dir: Path, logs: Path, triton_args: tuple[str, ...] = ()):
         from hfserve.triton.dev_serve import TritonPair  # the two processes of the triton runtime, on loopback
 
-        self.pair = TritonPair(model_dir, MODEL, log_dir=logs)
+        self.pair = TritonPair(model_dir, MODEL, log_dir=logs, triton_args=triton_args)
 
     def __enter__(self):
         self.pair.__enter__()
@@ -181,7 +181,7 @@ def render(raw: dict[int, Row], served: list[Row]) -> str:
         if row.concurrency == 1:
             lines.append(f"- {row.target}: p50 at concurrency 1 is {row.p50_ms - raw[1].p50_ms:+.2f} ms "
                          f"beside the raw batch-1 forward (target: within 3 ms)")
-        if row.concurrency == max(raw):
+        if row.concurrency == 32:  # the target is stated at concurrency 32
             ratio = row.requests_per_s / raw[row.concurrency].requests_per_s
             lines.append(f"- {row.target}: throughput at concurrency {row.concurrency} is {ratio:.2f} of the raw "
                          f"batched forward (target: at least 0.75)")
@@ -194,6 +194,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per point")
     parser.add_argument("--runtimes", default="huggingface,triton")
     parser.add_argument("--out", default="reports/bench")
+    parser.add_argument("--triton-args", default="", help='extra launcher arguments, e.g. "--max_queue_delay_us 0"')
     args = parser.parse_args(argv)
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     out = Path(args.out)
@@ -201,7 +202,8 @@ def main(argv=None) -> int:
     model_dir = packaged_model_dir()
     texts = sixteen_token_texts(model_dir, 64)
     raw_forward = RawForward(model_dir, texts)
-    classes = {"huggingface": HuggingfaceTarget, "triton": TritonTarget}
+    classes = {"huggingface": HuggingfaceTarget,
+               "triton": lambda m, o: TritonTarget(m, o, tuple(args.triton_args.split()))}
     raw: dict[int, Row] = {}
     served: list[Row] = []
     with contextlib.ExitStack() as stack:
