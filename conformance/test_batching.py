@@ -24,7 +24,7 @@ TEXTS = [f"request {i}: a short sentence to embed, with a few more words for rea
 
 
 def _metrics(dep) -> tuple[float, float]:
-    """(count, sum) of hfserve_batch_size summed over all label sets."""
+    """(forward passes, texts) so far: count and sum of hfserve_batch_size over all label sets."""
     with dep.http() as http:
         r = http.get("/metrics")
     assert r.status_code == 200, f"/metrics -> {r.status_code}"
@@ -43,13 +43,13 @@ def _metrics(dep) -> tuple[float, float]:
 
 
 def _triton_stats(dep) -> tuple[int, int]:
-    """(inference_count, execution_count) of the model in Triton's statistics API."""
+    """(executions, inferences) so far: the model's execution_count and inference_count in Triton's statistics."""
     assert dep.triton_http_url, "no Triton address for this target (pass --triton-url)"
     with httpx.Client(base_url=dep.triton_http_url, timeout=10) as http:
         r = http.get(f"/v2/models/{dep.triton_model_name}/stats")
     assert r.status_code == 200, f"Triton stats -> {r.status_code}: {r.text[:200]}"
     stats = r.json()["model_stats"]
-    return sum(int(s["inference_count"]) for s in stats), sum(int(s["execution_count"]) for s in stats)
+    return sum(int(s["execution_count"]) for s in stats), sum(int(s["inference_count"]) for s in stats)
 
 
 def _load(dep, concurrency=CONCURRENCY, rounds=ROUNDS) -> int:
@@ -69,18 +69,15 @@ def _load(dep, concurrency=CONCURRENCY, rounds=ROUNDS) -> int:
 def _batch_stats(dep) -> tuple[int, float, float]:
     """Send the load; return (requests, executions, mean batch size)."""
     if dep.runtime == "triton" or (dep.runtime == "unknown" and dep.triton_http_url):
-        inf0, exe0 = _triton_stats(dep)
-        n = _load(dep)
-        inf1, exe1 = _triton_stats(dep)
-        inferences, executions = inf1 - inf0, exe1 - exe0
-        assert inferences >= n, f"Triton counted {inferences} inferences for {n} requests"
-        return n, executions, inferences / max(executions, 1)
-    c0, s0 = _metrics(dep)
+        counters, counted_by = _triton_stats, "Triton"
+    else:
+        counters, counted_by = _metrics, "hfserve_batch_size"
+    runs0, items0 = counters(dep)
     n = _load(dep)
-    c1, s1 = _metrics(dep)
-    batches, items = c1 - c0, s1 - s0
-    assert items >= n, f"hfserve_batch_size counted {items} items for {n} requests"
-    return n, batches, items / max(batches, 1)
+    runs1, items1 = counters(dep)
+    runs, items = runs1 - runs0, items1 - items0
+    assert items >= n, f"{counted_by} counted {items} items for {n} requests"
+    return n, runs, items / max(runs, 1)
 
 
 def test_concurrent_requests_are_batched(minilm, request):
