@@ -76,12 +76,17 @@ def test_tei_error_shape(minilm):
         P.v1_embeddings(P.v1_predict(http, minilm.model_name, ["still serving"]))
 
 
+RERANK_IDS = ("huggingface-tiny-rerank", "triton-tiny-rerank")
+
+
 def _reranker(target, runtime):
     if target.kind != "local":
         pytest.skip("the cross-encoder is a tiny checkpoint built on this machine: --target local only")
+    target.local.needed.update(RERANK_IDS)  # the first get() starts both pods at once
     return target.get(f"{runtime}-tiny-rerank")
 
 
+@pytest.mark.timeout(900)  # starts its two pods itself (no fixture does), Triton's within the test's time
 def test_rerank_both_runtimes_agree(target):
     results = {}
     for runtime in ("huggingface", "triton"):
