@@ -368,3 +368,13 @@ def test_readme_has_a_compatibility_section_and_no_outdated_claims():
     assert "Swap the priorities" not in README
     assert "KServe uses them when an InferenceService has" not in README
     assert set(DEFAULT_FEATURES)  # the flags the README names are Knative's own keys
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_every_ci_scenario_lints_strict_and_states_its_modes(scenario):
+    import helm_python
+
+    s = SCENARIOS[scenario]
+    assert set(s.modes) == set(MODES), "every supported configuration is checked in both modes"
+    report = helm_python.lint(str(CHART), s.values or None, strict=True)
+    assert [m for m in report["messages"] if m["severity"] >= 2] == [] and report["errors"] == []
