@@ -170,7 +170,35 @@ def _raw_default_probes(pod_spec: dict[str, Any]) -> None:
                                    "successThreshold": 1, "failureThreshold": 3}
 
 
+MODELCAR_UID = 1010  # config/configmap/inferenceservice.yaml storageInitializer "uidModelcar"
+
+
+def _mount_modelcar(pod_spec: dict[str, Any], uri: str) -> None:
+    """pkg/utils/storage.go `ConfigureModelcarToContainer` (oci:// URIs; `InjectModelcar` applies it to
+    transformer-container too): a writable emptyDir at /mnt, MODEL_INIT_MODE=async (the model appears
+    once the modelcar sidecar runs), runAsUser uidModelcar, the modelcar sidecar appended, and
+    shareProcessNamespace."""
+    pod_spec.setdefault("volumes", []).append({"name": "kserve-modelcar", "emptyDir": {}})
+    for c in pod_spec["containers"]:
+        if c["name"] in (SERVING, TRANSFORMER):
+            _set_env(c, "MODEL_INIT_MODE", "async")
+            c.setdefault("volumeMounts", []).append({"name": "kserve-modelcar", "mountPath": "/mnt", "readOnly": False})
+            c.setdefault("securityContext", {})["runAsUser"] = MODELCAR_UID
+    pod_spec["containers"].append({"name": "modelcar", "image": uri.removeprefix("oci://"),
+                                   "volumeMounts": [{"name": "kserve-modelcar", "mountPath": "/mnt"}]})
+    pod_spec["shareProcessNamespace"] = True
+
+
+def _set_env(container: dict[str, Any], name: str, value: str) -> None:
+    env = [e for e in container.get("env") or [] if e.get("name") != name]
+    container["env"] = env + [{"name": name, "value": value}]
+
+
 def _mount_model(pod_spec: dict[str, Any], isvc: dict[str, Any]) -> None:
+    uri = isvc["spec"]["predictor"]["model"]["storageUri"]
+    if uri.startswith("oci://"):
+        _mount_modelcar(pod_spec, uri)
+        return
     annotations = isvc["metadata"].get("annotations") or {}
     read_only = annotations.get(READONLY_ANNOTATION, "true") != "false"
     volumes = pod_spec.setdefault("volumes", [])

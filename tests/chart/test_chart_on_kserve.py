@@ -378,3 +378,18 @@ def test_every_ci_scenario_lints_strict_and_states_its_modes(scenario):
     assert set(s.modes) == set(MODES), "every supported configuration is checked in both modes"
     report = helm_python.lint(str(CHART), s.values or None, strict=True)
     assert [m for m in report["messages"] if m["severity"] >= 2] == [] and report["errors"] == []
+
+
+@pytest.mark.parametrize("runtime", [HF, TRITON])
+def test_oci_modelcar_pod_keeps_the_chart_s_security_and_paths(runtime):
+    """oci:// models: KServe mounts a writable /mnt and runs both special containers as uid 1010;
+    the chart's non-root settings and emptyDir paths (/mnt/tokenizer under /mnt) still hold."""
+    pod = assemble_pod(runtimes_of("defaults")[runtime], isvc("o", runtime, storage="oci://r/minilm:1"),
+                       "RawDeployment", VERSIONS[-1])
+    for c in pod["spec"]["containers"]:
+        if c["name"] in ("kserve-container", "transformer-container"):
+            sc = c["securityContext"]
+            assert sc["runAsUser"] == 1010 and sc["runAsNonRoot"] is True and sc["readOnlyRootFilesystem"] is True
+            assert {"name": "MODEL_INIT_MODE", "value": "async"} in c["env"]
+            assert any(m["mountPath"] == "/mnt" for m in c["volumeMounts"])
+    assert pod["spec"]["containers"][-1]["name"] == "modelcar"
