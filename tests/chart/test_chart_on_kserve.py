@@ -74,6 +74,13 @@ def test_an_opt_in_priority_that_collides_with_kserve_is_refused_at_render(prior
         render({"huggingface": {"autoSelect": True, "priority": priority}})
 
 
+def test_two_opt_in_runtimes_with_one_priority_are_refused_at_render():
+    with pytest.raises(Exception, match="priority are equal"):
+        render({"huggingface": {"autoSelect": True, "priority": 5}, "triton": {"autoSelect": True, "priority": 5}})
+    objs = render({"huggingface": {"autoSelect": True, "priority": 5}, "triton": {"autoSelect": False, "priority": 5}})
+    install(objs, builtin_runtimes(VERSIONS[-1]), VERSIONS[-1])  # only auto-selected formats compete
+
+
 # ---- (B8) no takeover of InferenceServices that did not ask ---------------------------------
 
 
