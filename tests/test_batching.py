@@ -168,3 +168,38 @@ def test_every_pass_serves_the_oldest_waiting_text(minilm):
     document_pass = next(n for n, p in enumerate(recorder.passes) if any(e is document for e in p))
     assert document_pass <= 1 + 12  # 12 texts were ahead of it, after the first pass
     assert all(len(p) == 1 for p in recorder.passes if any(e is document for e in p))
+
+
+class EngineBackedTritonModel:
+    """The transformer's TritonEncoderModel with its gRPC hop replaced by the same EncoderEngine Triton's model.py
+    runs (no Triton process here: this checks how the transformer splits and reassembles a request)."""
+
+    @staticmethod
+    def make(minilm_dir, engine):
+        from hfserve.serving.settings import ModelSettings
+        from hfserve.tasks import Task
+        from hfserve.transformer.model import TritonEncoderModel
+
+        class Model(TritonEncoderModel):
+            sent: list = []
+
+            async def run_model(self, inputs):
+                self.sent.append(inputs["input_ids"].shape)
+                return engine.forward({name: inputs[name] for name in engine.input_names})
+
+        model = Model(ModelSettings("minilm", minilm_dir, Task.TEXT_EMBEDDING), "127.0.0.1:9")
+        model.load_text_side()
+        return model
+
+
+def test_transformer_sends_a_mixed_request_as_length_groups(minilm, minilm_dir):
+    engine, _ = minilm
+    model = EngineBackedTritonModel.make(minilm_dir, engine)
+    texts = ["short", "mountain " * 300, "a query", "a somewhat longer sentence about rivers and markets"]
+    encoded = model.text_encoder.encode(texts)
+    results = asyncio.run(model.run_encoded(encoded))
+    assert len(model.sent) == 2 and sorted(shape[1] for shape in model.sent)[-1] == 256
+    assert sum(shape[0] for shape in model.sent) == 4 and min(shape[1] for shape in model.sent) < 20
+    for item, result in zip(encoded, results):  # back in request order, as if sent one by one
+        np.testing.assert_allclose(result["embeddings"], engine.forward(model.text_encoder.pad([item]))["embeddings"][0],
+                                   atol=1e-5)
