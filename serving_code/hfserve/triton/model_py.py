@@ -140,8 +140,7 @@ class TritonPythonModel:
         if not self.early_responses:
             return
         for index in indices:
-            requests[index].get_response_sender().send(
-                responses[index], flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+            self._send(requests[index], responses[index])
             responses[index] = SENT
 
     def _remaining(self, requests, responses):
@@ -149,9 +148,15 @@ class TritonPythonModel:
             return responses
         for index, response in enumerate(responses):
             if response is not SENT:  # invalid requests: no pass ran them
-                requests[index].get_response_sender().send(
-                    response, flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+                self._send(requests[index], response)
         return None
+
+    @staticmethod
+    def _send(request, response):
+        try:
+            request.get_response_sender().send(response, flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        except Exception as exc:  # noqa: BLE001 - e.g. the client went away: the other requests still get answers
+            pb_utils.Logger.log_warn(f"hfserve: could not send a response: {exc!r}")
 
     def _run(self, good, responses):
         longest = max(arrays[self.input_names[0]].shape[1] for _, arrays in good)
