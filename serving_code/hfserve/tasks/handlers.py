@@ -193,7 +193,7 @@ class TokenClassificationHandler(TaskHandler):
                 current = None
                 continue
             continues = current is not None and current["entity_group"] == entity_type and prefix != "B"
-            if continues and start <= current["end"] + 1:
+            if continues:  # as the pipeline's "simple" aggregation: whitespace between tokens does not split a span
                 current["end"] = end
                 current["_scores"].append(score)
             else:
