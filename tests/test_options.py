@@ -156,3 +156,15 @@ def test_dtype_bfloat16_is_applied(bfloat16, tiny_models):
     float32 = mean_pooled(model_dir, TEXTS)
     np.testing.assert_allclose(got, mean_pooled(model_dir, TEXTS, dtype=torch.bfloat16), atol=2e-2, rtol=0)
     assert np.abs(got - float32).max() > 1e-5, "bfloat16 answers equal float32 ones: --dtype was not applied"
+
+
+def test_bad_requests_fail_alone_beside_good_ones(flagged):
+    """Bad and good requests inside one 200 ms batching window: each bad one gets its 400, every good one its answer."""
+    bodies = [{"instances": ["good one"]}, {"instances": [1]}, {"instances": ["good two"]}, {"instances": []},
+              {"instances": ["good three"], "parameters": {"normalize": "yes"}}, {"instances": ["good four"]}]
+    url = f"{flagged.url}/v1/models/{flagged.model_name}:predict"
+    with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
+        answers = list(pool.map(lambda body: httpx.post(url, json=body, timeout=60), bodies))
+    assert [a.status_code for a in answers] == [200, 400, 200, 400, 400, 200], [a.text for a in answers]
+    assert all(len(a.json()["predictions"]) == 1 for a in answers if a.status_code == 200)
+    assert all(a.json()["error"] for a in answers if a.status_code == 400)

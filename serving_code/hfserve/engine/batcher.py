@@ -78,9 +78,13 @@ class DynamicBatcher:
         try:
             results = await loop.run_in_executor(self._executor, self._run_batch, [item for item, _ in live])
         except Exception as error:  # the failure belongs to these requests, not to the batcher
-            for _, future in live:
-                if not future.done():
-                    future.set_exception(error)
+            if len(live) == 1:
+                if not live[0][1].done():
+                    live[0][1].set_exception(error)
+                return
+            # One bad text must not fail its neighbours: run each alone, so only the failing ones fail.
+            for pair in live:
+                await self._run([pair])
             return
         for (_, future), result in zip(live, results):
             if not future.done():
