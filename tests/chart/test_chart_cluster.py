@@ -5,7 +5,7 @@ service proxy.
 The cluster side comes from pytest-helm-charts: `kube_cluster` (a pykube client for KUBECONFIG; the
 fixture errors when KUBECONFIG is unset), `namespace_factory` (a namespace created for the module and
 deleted with everything in it afterwards) and `wait_for_objects_condition` (polls custom objects until a
-condition holds, raising on timeout). Helm's SDK still does the install: the plugin installs charts only
+condition holds, raising on timeout) and `delete_and_wait_for_objects`. Helm's SDK still does the install: the plugin installs charts only
 through Flux or Giant Swarm's app platform, which a KServe cluster does not have.
 
 `make cluster-test` runs this module (the e2e-kind workflow calls it) and sets HFSERVE_CLUSTER_TESTS=required:
@@ -26,7 +26,7 @@ import pykube
 import pytest
 import yaml
 from pytest_helm_charts.clusters import Cluster
-from pytest_helm_charts.utils import wait_for_objects_condition
+from pytest_helm_charts.utils import delete_and_wait_for_objects, wait_for_objects_condition
 
 from .chartlib import CHART, EXAMPLES
 
@@ -108,13 +108,14 @@ def _run(kube_cluster: Cluster, namespace: str, path: Path) -> None:
         manifest["spec"]["predictor"]["model"]["storageUri"] = uri
     manifest["metadata"]["namespace"] = namespace
     name = manifest["metadata"]["name"]
-    isvc = InferenceService(kube_cluster.kube_client, manifest)
-    if isvc.exists():
-        isvc.delete()
+    client = kube_cluster.kube_client
+    if existing := InferenceService.objects(client, namespace=namespace).get_or_none(name=name):
+        delete_and_wait_for_objects(client, InferenceService, [existing])
+    isvc = InferenceService(client, manifest)
     isvc.create()
     try:
-        ready, = wait_for_objects_condition(kube_cluster.kube_client, InferenceService, [name], namespace, _ready,
-                                            READY_TIMEOUT, missing_ok=False)
+        ready, = wait_for_objects_condition(client, InferenceService, [name], namespace, _ready, READY_TIMEOUT,
+                                            missing_ok=False)
         runtime = manifest["spec"]["predictor"]["model"]["runtime"]
         states = ready.obj["status"].get("modelStatus", {}).get("states", {})
         assert states.get("activeModelState") == "Loaded", f"{runtime}: model status {states}"
@@ -122,7 +123,7 @@ def _run(kube_cluster: Cluster, namespace: str, path: Path) -> None:
         assert len(predictions) == 2
         assert len(predictions[0]) == 384, f"{runtime}: unexpected embedding size {len(predictions[0])}"
     finally:
-        isvc.delete()
+        delete_and_wait_for_objects(client, InferenceService, [isvc])
 
 
 @pytest.mark.parametrize("example", _examples("cpu"), ids=lambda p: p.stem)
