@@ -34,7 +34,7 @@ lint: $(STAMP) ## ruff: pyflakes errors and import order across the Python code
 
 test: $(STAMP) ## Run the whole test suite: lint, unit, server, Triton, chart and workflow tests, then `make conformance`
 	$(MAKE) lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -rs
 	$(MAKE) conformance TARGET=local
 
 bench: $(STAMP) ## Benchmark both runtimes beside the raw model forward (concurrency 1, 8, 32); reports/bench/
