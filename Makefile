@@ -34,7 +34,7 @@ lint: $(STAMP) ## ruff: pyflakes errors and import order across the Python code
 
 test: $(STAMP) ## Run the whole test suite: lint, unit, server, Triton, chart and workflow tests, then `make conformance`
 	$(MAKE) lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -rs
 	$(MAKE) conformance TARGET=local
 
 bench: $(STAMP) ## Benchmark both runtimes (and their no-batching twins) on uniform and mixed-length corpora, beside the raw forward (concurrency 1, 8, 32); reports/bench/
@@ -123,8 +123,8 @@ images: ## Build the three images with docker or podman (CONTAINER_ENGINE=...), 
 	$(IMAGE_BUILD) -f images/transformer/Dockerfile -t $(IMAGE_PREFIX)/transformer:$(IMAGE_TAG) .
 	$(IMAGE_BUILD) -f images/triton/Dockerfile -t $(IMAGE_PREFIX)/triton:$(IMAGE_TAG) .
 
-cluster-test: $(STAMP) ## On KUBECONFIG's cluster: install the chart, apply the examples, query them (skipped without KUBECONFIG)
-	$(PY) -m pytest -q -rs tests/chart/test_chart_cluster.py
+cluster-test: $(STAMP) ## On KUBECONFIG's cluster: install the chart, apply the examples, query them (fails without a cluster)
+	HFSERVE_CLUSTER_TESTS=required $(PY) -m pytest -q -rs tests/chart/test_chart_cluster.py
 
 TRITON_HTTP_PORT ?= 8000
 TRITON_GRPC_PORT ?= 8001

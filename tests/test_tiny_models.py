@@ -51,7 +51,7 @@ LONG = "John Smith lives in New York with his family and works at a hospital."
 def tiny_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tiny-models")
     for kind in KINDS:
-        assert build_tiny_model(kind, root / kind) == root / kind
+        build_tiny_model(kind, root / kind)
     return root
 
 
@@ -160,7 +160,8 @@ def test_fill_mask_predicts_at_the_mask(tiny_root):
     position = (enc["input_ids"][0] == tokenizer.mask_token_id).nonzero().item()
     with torch.no_grad():
         logits = model(**enc).logits
-    assert 0 <= logits[0, position].argmax().item() < model.config.vocab_size
+    assert logits.shape == (1, enc["input_ids"].shape[1], model.config.vocab_size)
+    assert torch.isfinite(logits[0, position]).all() and logits[0, position].std() > 0
 
 
 def test_sentence_transformers_layout(tiny_root):

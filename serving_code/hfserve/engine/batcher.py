@@ -128,9 +128,13 @@ class DynamicBatcher:
         try:
             results = await loop.run_in_executor(self._executor, self._run_batch, [w.item for w in batch])
         except Exception as error:  # the failure belongs to these requests, not to the batcher
+            if len(batch) == 1:
+                if not batch[0].future.done():
+                    batch[0].future.set_exception(error)
+                return
+            # One bad text must not fail its neighbours: run each alone, so only the failing ones fail.
             for w in batch:
-                if not w.future.done():
-                    w.future.set_exception(error)
+                await self._run([w])
             return
         for w, result in zip(batch, results):
             if not w.future.done():

@@ -102,13 +102,20 @@ class EmbeddingHandler(TaskHandler):
 
 
 class SequenceClassificationHandler(TaskHandler):
+    """Scores as the checkpoint's config asks: an independent sigmoid per label for multi-label (and single-logit)
+    heads, raw logits for regression, a softmax over the labels otherwise."""
+
     task = Task.SEQUENCE_CLASSIFICATION
+
+    def __init__(self, tokenizer, model_dir, id2label, return_probabilities=False):
+        super().__init__(tokenizer, model_dir, id2label, return_probabilities)
+        self.scores = _score_function(json.loads((Path(model_dir) / "config.json").read_text()))
 
     def _with_probabilities(self, params: RequestParams) -> bool:
         return self.return_probabilities if params.return_probabilities is None else params.return_probabilities
 
     def result(self, outputs, encoded, text, params):
-        probabilities = softmax(outputs["logits"].astype(np.float64))
+        probabilities = self.scores(outputs["logits"].astype(np.float64))
         best = int(np.argmax(probabilities))
         result = {"label": self.id2label.get(best, str(best)), "score": float(probabilities[best])}
         if self._with_probabilities(params):
@@ -132,6 +139,16 @@ class SequenceClassificationHandler(TaskHandler):
         if self.return_probabilities:
             meta.append({"name": "probabilities", "datatype": "FP32", "shape": [-1, len(self.id2label)]})
         return meta
+
+
+def _score_function(config: dict):
+    problem_type = config.get("problem_type")
+    if problem_type == "regression":
+        return lambda logits: logits
+    labels = config.get("num_labels") or len(config.get("id2label") or {}) or 2
+    if problem_type == "multi_label_classification" or labels == 1:
+        return sigmoid
+    return softmax
 
 
 class RerankHandler(TaskHandler):
@@ -176,7 +193,7 @@ class TokenClassificationHandler(TaskHandler):
                 current = None
                 continue
             continues = current is not None and current["entity_group"] == entity_type and prefix != "B"
-            if continues and start <= current["end"] + 1:
+            if continues:  # as the pipeline's "simple" aggregation: whitespace between tokens does not split a span
                 current["end"] = end
                 current["_scores"].append(score)
             else:
