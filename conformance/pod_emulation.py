@@ -34,7 +34,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -107,16 +106,10 @@ def find_runtime(objects: list[dict[str, Any]], runtime: str) -> dict[str, Any]:
 
 
 def _free_ports(count: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+    """Reserved loopback ports outside the ephemeral range (hfserve.devtools.ports)."""
+    from hfserve.devtools.ports import reserve_ports
+
+    return reserve_ports(count)
 
 
 # ------------------------------------------------------------------------------------------

@@ -27,7 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..devtools.processes import free_port, http_status
+from ..devtools.ports import reserve_ports
+from ..devtools.processes import http_status
 
 
 class TritonPair:
@@ -38,10 +39,8 @@ class TritonPair:
         self.model_dir = str(model_dir)
         self.model_name = model_name
         self.bind_address = bind_address
-        self.port = port or free_port()
-        self.grpc_port = self.port + 1 if port else free_port()
-        self.triton_http_port, self.triton_grpc_port, self.triton_metrics_port = (
-            triton_ports or (free_port(), free_port(), free_port()))
+        self.port, self.grpc_port = (port, port + 1) if port else reserve_ports(2)
+        self.triton_http_port, self.triton_grpc_port, self.triton_metrics_port = triton_ports or reserve_ports(3)
         host = "127.0.0.1" if bind_address in ("0.0.0.0", "::") else bind_address
         self.http_url = f"http://{host}:{self.port}"
         self.grpc_target = f"{host}:{self.grpc_port}"
