@@ -1,30 +1,19 @@
-"""Draining for rolling updates. Kubernetes takes a terminating pod out of its Service's endpoints some time after
-it sends SIGTERM (the endpoint controller and every node's proxy must catch up), so requests keep arriving for a
-while. On SIGTERM: readiness turns false at once, the server keeps accepting and serving for `delay_s`, then stops
-accepting; requests in flight finish within uvicorn's graceful-shutdown period.
-
-Under Knative (K_SERVICE is set in the container) the queue-proxy already holds the container's SIGTERM back until it
-has drained (Knative's revision reconciler gives the user container a preStop hook that waits on the queue-proxy),
-so the default delay there is 0: the two waits would add up.
-"""
+"""Draining for rolling updates (why and how long: hfserve/drain_delay.py). On SIGTERM: readiness turns false at
+once, the server keeps accepting and serving for `delay_s`, then stops accepting; requests in flight finish within
+uvicorn's graceful-shutdown period."""
 
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 import time
 
 from kserve.protocol.rest.server import _RefreshingServer
 
+from ..drain_delay import default_delay_s
+
 logger = logging.getLogger("hfserve")
-
-DEFAULT_DELAY_S = 5.0
-
-
-def default_delay_s() -> float:
-    return 0.0 if os.environ.get("K_SERVICE") else DEFAULT_DELAY_S
 
 
 class DrainState:
