@@ -310,8 +310,11 @@ class EmulatedPod:
         c._log = open(c.log_path, "ab")  # noqa: SIM115 - closed in stop()
         c._log.write(f"\n===== start {c.starts + 1}: {' '.join(c.argv)}\n".encode())
         c._log.flush()
+        from hfserve.devtools.processes import die_with_parent  # a killed test run takes its containers along
+
         c.proc = subprocess.Popen(c.argv, env=c.env, cwd=self.work_dir, stdin=subprocess.DEVNULL,
-                                  stdout=c._log, stderr=subprocess.STDOUT, start_new_session=True)
+                                  stdout=c._log, stderr=subprocess.STDOUT, start_new_session=True,
+                                  preexec_fn=die_with_parent)
         c.starts += 1
         with _LIVE_LOCK:
             _LIVE_GROUPS.add(c.proc.pid)
