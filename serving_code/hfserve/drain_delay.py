@@ -7,10 +7,8 @@ it has drained (Knative's revision reconciler gives the user container a preStop
 queue-proxy), so the default there is 0: the two waits would add up. HFSERVE_DRAIN_DELAY_S (the chart's
 `drainDelaySeconds`) overrides both defaults; --drain_delay_s overrides everything.
 
-The pod's terminationGracePeriodSeconds (30 s unless the InferenceService sets it; a ServingRuntime cannot) must
-cover the delay plus the longest request: 5 s + the transformer's 30 s predictor timeout fits only because the
-grace period counts from SIGTERM and requests rarely take that long; raise it on the InferenceService for slow
-models.
+The pod's terminationGracePeriodSeconds (30 s by default; the InferenceService's predictor can set it, a
+ServingRuntime cannot) must cover the delay plus the longest request; raise it there for slow requests.
 """
 
 import os
