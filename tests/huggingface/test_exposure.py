@@ -41,6 +41,7 @@ def test_grpc_unload_is_unimplemented_and_the_model_keeps_serving(default_server
 def test_a_model_version_is_a_client_error(default_server):
     with httpx.Client(base_url=default_server.url, timeout=30) as http:
         for method, path in (("GET", f"/v2/models/{MODEL}/versions/1/ready"), ("GET", f"/v2/models/{MODEL}/versions/1"),
+                             ("GET", f"/v2/models/{MODEL}?model_version=1"),
                              ("POST", f"/v2/models/{MODEL}/versions/1/infer")):
             r = http.request(method, path, json={"inputs": []} if method == "POST" else None)
             assert r.status_code == 400, (path, r.status_code, r.text)

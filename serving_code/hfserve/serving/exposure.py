@@ -41,9 +41,10 @@ class NoRepositoryServicer(InferenceServicer):
 
 
 async def version_not_supported_handler(request: Request, error: NotImplementedError) -> JSONResponse:
-    """kserve raises NotImplementedError ("Model versioning not supported yet") for a version in the path: that is
-    a request this server cannot serve, a client error (400), not a server fault (501)."""
-    if VERSIONED in request.url.path:
+    """kserve raises NotImplementedError ("Model versioning not supported yet") for a model version (in the path or
+    the model_version query parameter): a request this server cannot serve, a client error (400), not a server
+    fault (501)."""
+    if VERSIONED in request.url.path or "model_version" in request.query_params or "version" in str(error).lower():
         return JSONResponse(status_code=400, content=error_body(
             "model versions are not supported: send the request to the model without /versions/<version>"))
     return JSONResponse(status_code=501, content=error_body(str(error) or "not implemented"))
