@@ -118,6 +118,8 @@ def load_worker(url: str, run: Run, stop: threading.Event, seed: int) -> None:
                 response = http.post(path, json=body)
                 outcome = Outcome(start, time.monotonic(), protocol, response.status_code,
                                   json_error=response.status_code != 200 and classify(response))
+                if response.status_code != 200:
+                    time.sleep(0.05)  # a client backs off a little on errors (a 503 comes back at once)
             except httpx.HTTPError as exc:
                 outcome = Outcome(start, time.monotonic(), protocol, None, type(exc).__name__)
                 time.sleep(0.2)
