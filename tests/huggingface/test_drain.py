@@ -63,6 +63,7 @@ class Load:
             t.join(70)
 
 
+@pytest.mark.timeout(600)
 def test_sigterm_under_load_loses_no_request(server):
     with Load(server.url) as load:
         deadline = time.monotonic() + 60

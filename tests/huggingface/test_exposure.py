@@ -21,6 +21,7 @@ def default_server(start_huggingface_runtime, tiny_models):
 def repository_server(start_huggingface_runtime, tiny_models):
     return start_huggingface_runtime(tiny_models("sequence_classification"), MODEL, "--enable_repository_routes")
 
+@pytest.mark.timeout(600)
 def test_unload_request_is_refused_and_the_model_keeps_serving(default_server):
     with httpx.Client(base_url=default_server.url, timeout=30) as http:
         for action in ("unload", "load"):
@@ -47,6 +48,7 @@ def test_a_model_version_is_a_client_error(default_server):
             assert r.status_code == 400, (path, r.status_code, r.text)
             assert "version" in r.json()["error"]
 
+@pytest.mark.timeout(600)
 def test_with_the_flag_unload_works_and_readiness_turns_false(repository_server):
     with httpx.Client(base_url=repository_server.url, timeout=30) as http:
         assert http.get("/v2/health/ready").status_code == 200

@@ -59,6 +59,7 @@ def predict(url):
     return httpx.post(f"{url}/v1/models/{MODEL}:predict", json={"instances": ["hello"]}, timeout=60)
 
 
+@pytest.mark.timeout(900)
 def test_killed_triton_is_restarted_and_the_transformer_serves_throughout(serve_triton):
     server, url = serve_triton
     root = psutil.Process(server.pid)
@@ -83,6 +84,7 @@ def test_killed_triton_is_restarted_and_the_transformer_serves_throughout(serve_
     assert "triton exited with status 137; restarting it in 1 s (kubelet back-off)" in server.log_path.read_text()
 
 
+@pytest.mark.timeout(900)
 def test_killed_transformer_is_restarted_and_ctrl_c_stops_everything(serve_triton):
     server, url = serve_triton
     root = psutil.Process(server.pid)
