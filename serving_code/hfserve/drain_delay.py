@@ -3,8 +3,10 @@
 Kubernetes removes a terminating pod from its Service's endpoints asynchronously: the endpoint controller and every
 node's proxy must catch up, and requests keep arriving meanwhile. So the default is a few seconds of serving on.
 Under Knative (K_SERVICE is set in the container) the queue-proxy already holds the container's SIGTERM back until
-it has drained (Knative's revision reconciler gives the user container a preStop hook that waits on the
-queue-proxy), so the default there is 0: the two waits would add up. HFSERVE_DRAIN_DELAY_S (the chart's
+it has drained: knative.dev/serving pkg/reconciler/revision/resources/deploy.go (`userLifecycle`) gives the user
+container a preStop httpGet on the queue-proxy's admin port at pkg/queue's `RequestQueueDrainPath`
+("/wait-for-drain"), which returns once the queue-proxy has shut down. So the default there is 0: the two waits
+would add up. HFSERVE_DRAIN_DELAY_S (the chart's
 `drainDelaySeconds`) overrides both defaults; --drain_delay_s overrides everything.
 
 The pod's terminationGracePeriodSeconds (30 s by default; the InferenceService's predictor can set it, a
