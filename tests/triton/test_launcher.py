@@ -22,6 +22,7 @@ from hfserve.triton.supervisor import group_pids
 
 from .conftest import stats_after, stub_pids, wait_until
 
+pytestmark = pytest.mark.timeout(900)  # the module fixture starts Triton + transformer: minutes on 2 loaded cores
 MODEL = "minilm"
 TEXTS = ["Hello world", "The quick brown fox jumps over the lazy dog.", "Serving models on Triton with batching"]
 MEASURED: dict = {}
