@@ -129,8 +129,13 @@ cluster-test: $(STAMP) ## On KUBECONFIG's cluster: install the chart, apply the 
 TRITON_HTTP_PORT ?= 8000
 TRITON_GRPC_PORT ?= 8001
 TRITON_METRICS_PORT ?= 8002
-.PHONY: serve-triton
-serve-triton: $(STAMP) ## Serve the packaged MiniLM with the kserve-huggingface-triton runtime: transformer on $(HOST):$(PORT), real Triton on TRITON_*_PORT
+.PHONY: serve-triton chaos
+CHAOS_MINUTES ?= 5
+CHAOS_SEED ?= 6
+chaos: $(STAMP) ## Fault-injection soak of the Triton runtime pair (CHAOS_MINUTES, default 5; CHAOS_SEED); reports/chaos/
+	$(PY) -m loadtests.chaos --minutes $(CHAOS_MINUTES) --seed $(CHAOS_SEED)
+
+serve-triton: $(STAMP) ## Serve the packaged MiniLM with the kserve-huggingface-triton runtime: transformer on $(HOST):$(PORT), real Triton on TRITON_*_PORT; a dead side is restarted like the kubelet does
 	$(PY) -m hfserve.triton.dev_serve --model_name $(MODEL_NAME) --model_dir "$$($(PY) -m hfserve.packaged_model)" \
 	  --bind_address $(HOST) --port $(PORT) --triton_http_port $(TRITON_HTTP_PORT) \
 	  --triton_grpc_port $(TRITON_GRPC_PORT) --triton_metrics_port $(TRITON_METRICS_PORT)

@@ -173,16 +173,10 @@ def build_pod(runtime: str, model_name: str, values: dict[str, Any] | None = Non
 
 
 def _free_ports(count: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+    """Reserved loopback ports outside the ephemeral range (hfserve.devtools.ports)."""
+    from hfserve.devtools.ports import reserve_ports
+
+    return reserve_ports(count)
 
 
 # ------------------------------------------------------------------------------------------
@@ -487,8 +481,11 @@ class EmulatedPod:
         c._log = open(c.log_path, "ab")  # noqa: SIM115 - closed in stop()
         c._log.write(f"\n===== start {c.starts + 1}: {' '.join(c.argv)}\n".encode())
         c._log.flush()
+        from hfserve.devtools.processes import die_with_parent  # a killed test run takes its containers along
+
         c.proc = subprocess.Popen(self._launch_argv(c), env=c.env, cwd=self.work_dir, stdin=subprocess.DEVNULL,
-                                  stdout=c._log, stderr=subprocess.STDOUT, start_new_session=True)
+                                  stdout=c._log, stderr=subprocess.STDOUT, start_new_session=True,
+                                  preexec_fn=die_with_parent)
         c.starts += 1
         c._tree = {c.proc.pid}
         c.mnt_ns = None

@@ -75,6 +75,15 @@ def add_serving_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--request_timing_logs", action="store_true",
                        help="Log kserve's per-request timing lines (wall/cpu time, pre/post-processing latency). "
                             "Off by default: they cost a large share of the serving path's CPU")
+    group.add_argument("--drain_delay_s", type=float, default=None,
+                       help="On SIGTERM: readiness turns false at once, the server keeps serving for this long (the "
+                            "time Kubernetes needs to take the pod out of its endpoints), then stops accepting while "
+                            "requests in flight finish. Default: 5, or 0 under Knative (K_SERVICE set), whose "
+                            "queue-proxy drains before the container gets SIGTERM")
+    group.add_argument("--enable_repository_routes", action="store_true",
+                       help="Expose kserve's model-repository API (/v2/repository/..., gRPC RepositoryModelLoad/"
+                            "Unload) on the serving ports. Unauthenticated: anyone who reaches the port can unload "
+                            "the model. Off by default")
 
 
 def model_settings(args: argparse.Namespace) -> ModelSettings:
@@ -100,7 +109,8 @@ def server_options(args: argparse.Namespace) -> dict:
     return dict(http_port=args.http_port, grpc_port=args.grpc_port, workers=args.workers,
                 bind_address=args.bind_address, max_request_bytes=args.max_request_bytes,
                 request_timing_logs=args.request_timing_logs,
-                middlewares=http_controls(args.max_concurrent_requests))
+                middlewares=http_controls(args.max_concurrent_requests), drain_delay_s=args.drain_delay_s,
+                enable_repository_routes=args.enable_repository_routes)
 
 
 def _bool(text: str) -> bool:

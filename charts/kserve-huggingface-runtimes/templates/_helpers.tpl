@@ -91,6 +91,10 @@ Usage: include "hfr.resources" (dict "resources" .Values.huggingface.resources "
 - name: TRANSFORMERS_OFFLINE
   value: "1"
 {{- end }}
+{{- if not (kindIs "invalid" .Values.drainDelaySeconds) }}
+- name: HFSERVE_DRAIN_DELAY_S
+  value: {{ .Values.drainDelaySeconds | quote }}
+{{- end }}
 - name: HOME
   value: {{ .Values.scratch.cacheDir | quote }}
 - name: HF_HOME
