@@ -46,7 +46,9 @@ class EncoderOperations:
         self._require(self.task in PAIR_TASKS, "classify texts")
         params = RequestParams(truncate=truncate, truncation_direction=truncation_direction)
         outputs, encoded = await self.run_inputs(inputs, params)
-        return [label_scores(row["logits"], self.handler.id2label, raw_scores) for row in outputs], _tokens(encoded)
+        activation = getattr(self.handler, "scores", None)  # multi-label heads: one sigmoid per label
+        return ([label_scores(row["logits"], self.handler.id2label, raw_scores, activation) for row in outputs],
+                _tokens(encoded))
 
     async def rerank(self, query: str, documents: list[str], raw_scores: bool = False, truncate: bool | None = None,
                      truncation_direction: str = "right") -> tuple[list[float], int]:

@@ -40,12 +40,14 @@ def relevance_score(logits: np.ndarray, raw: bool = False) -> float:
     return logit if raw else float(sigmoid(logit))
 
 
-def label_scores(logits: np.ndarray, id2label: dict[int, str], raw: bool = False) -> list[dict]:
-    """Every label with its score, best first: softmax over the labels (sigmoid for a single-logit head), or the
-    logits themselves when raw."""
+def label_scores(logits: np.ndarray, id2label: dict[int, str], raw: bool = False, activation=None) -> list[dict]:
+    """Every label with its score, best first: `activation` over the logits (the checkpoint's own, see
+    `score_function`; by default softmax, or sigmoid for a single-logit head), or the logits themselves when raw."""
     logits = np.asarray(logits, dtype=np.float64).reshape(-1)
     if raw:
         scores = logits
+    elif activation is not None:
+        scores = np.asarray(activation(logits), dtype=np.float64)
     else:
         scores = sigmoid(logits) if logits.size == 1 else softmax(logits)
     order = np.argsort(-scores, kind="stable")
@@ -109,7 +111,7 @@ class SequenceClassificationHandler(TaskHandler):
 
     def __init__(self, tokenizer, model_dir, id2label, return_probabilities=False):
         super().__init__(tokenizer, model_dir, id2label, return_probabilities)
-        self.scores = _score_function(json.loads((Path(model_dir) / "config.json").read_text()))
+        self.scores = score_function(json.loads((Path(model_dir) / "config.json").read_text()))
 
     def _with_probabilities(self, params: RequestParams) -> bool:
         return self.return_probabilities if params.return_probabilities is None else params.return_probabilities
@@ -141,7 +143,8 @@ class SequenceClassificationHandler(TaskHandler):
         return meta
 
 
-def _score_function(config: dict):
+def score_function(config: dict):
+    """The activation a classification checkpoint's config asks for (pipelines read the same fields)."""
     problem_type = config.get("problem_type")
     if problem_type == "regression":
         return lambda logits: logits
