@@ -96,9 +96,13 @@ class OpenAIRoutes:
         except InvalidRequest as exc:
             return openai_error(HTTPStatus.BAD_REQUEST, str(exc))
         reply = _Reply(request.model, chat)
-        if request.stream:
-            return StreamingResponse(reply.sse(model.stream(prompt, params)), media_type="text/event-stream")
-        return reply.whole(await model.generate(prompt, params))
+        try:
+            if request.stream:
+                # stream() checks the prompt before the response starts, so a bad one is still a 400
+                return StreamingResponse(reply.sse(model.stream(prompt, params)), media_type="text/event-stream")
+            return reply.whole(await model.generate(prompt, params))
+        except InvalidRequest as exc:
+            return openai_error(HTTPStatus.BAD_REQUEST, str(exc))
 
 
 class _Reply:
