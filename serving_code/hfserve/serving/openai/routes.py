@@ -84,6 +84,8 @@ class OpenAIRoutes:
         model, error = self._model(request.model, "chat completions")
         if error:
             return error
+        if not any(m.text().strip() for m in request.messages):
+            return openai_error(HTTPStatus.BAD_REQUEST, "every message is empty; send some text to reply to")
         try:
             prompt = model.chat_prompt([{"role": m.role, "content": m.text()} for m in request.messages])
         except InvalidRequest as exc:
