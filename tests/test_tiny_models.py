@@ -36,12 +36,13 @@ from transformers import (  # noqa: E402
 AUTO_CLASSES = {
     "text_embedding": AutoModel,
     "sequence_classification": AutoModelForSequenceClassification,
+    "rerank": AutoModelForSequenceClassification,
     "token_classification": AutoModelForTokenClassification,
     "fill_mask": AutoModelForMaskedLM,
     "text_generation": AutoModelForCausalLM,
     "text2text_generation": AutoModelForSeq2SeqLM,
 }
-BERT_KINDS = ["text_embedding", "sequence_classification", "token_classification", "fill_mask"]
+BERT_KINDS = ["text_embedding", "sequence_classification", "rerank", "token_classification", "fill_mask"]
 SHORT = "Paris is the capital of France."
 LONG = "John Smith lives in New York with his family and works at a hospital."
 
@@ -101,6 +102,8 @@ def test_loads_and_runs_a_padded_batch(tiny_root, kind):
         assert out.last_hidden_state.shape == (2, seq_len, HIDDEN)
     elif kind == "sequence_classification":
         assert out.logits.shape == (2, len(SEQUENCE_LABELS))
+    elif kind == "rerank":
+        assert out.logits.shape == (2, 1)
     elif kind == "token_classification":
         assert out.logits.shape == (2, seq_len, len(TOKEN_LABELS))
     elif kind in ("fill_mask", "text_generation"):

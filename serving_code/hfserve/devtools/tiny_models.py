@@ -43,6 +43,7 @@ INTERMEDIATE = 37
 MAX_POSITIONS = 64
 
 SEQUENCE_LABELS = {0: "NEGATIVE", 1: "POSITIVE"}
+RERANK_LOGIT_SCALE = 1000.0
 TOKEN_LABELS = {0: "O", 1: "B-PER", 2: "I-PER", 3: "B-LOC", 4: "I-LOC"}
 
 BERT_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -276,6 +277,19 @@ def _build_sequence_classification(out_dir: Path) -> None:
     _save(_seeded(lambda: BertForSequenceClassification(config)), tokenizer, out_dir)
 
 
+def _build_rerank(out_dir: Path) -> None:
+    """A cross-encoder as sentence-transformers saves one: a single-logit BERT sequence classifier whose config
+    names the activation (sigmoid) that turns the logit into a relevance score."""
+    from transformers import BertForSequenceClassification
+
+    tokenizer = _bert_tokenizer()
+    config = _bert_config(len(tokenizer), num_labels=1)
+    config.sentence_transformers = {"activation_fn": "torch.nn.modules.activation.Sigmoid"}
+    model = _seeded(lambda: BertForSequenceClassification(config))
+    model.classifier.weight.data *= RERANK_LOGIT_SCALE  # random logits near 0 would rank by float noise
+    _save(model, tokenizer, out_dir)
+
+
 def _build_token_classification(out_dir: Path) -> None:
     from transformers import BertForTokenClassification
 
@@ -355,6 +369,7 @@ def _write_json(path: Path, obj) -> None:
 _BUILDERS: dict[str, Callable[[Path], None]] = {
     "text_embedding": _build_text_embedding,
     "sequence_classification": _build_sequence_classification,
+    "rerank": _build_rerank,
     "token_classification": _build_token_classification,
     "fill_mask": _build_fill_mask,
     "text_generation": _build_text_generation,
@@ -365,6 +380,7 @@ _BUILDERS: dict[str, Callable[[Path], None]] = {
 KINDS: dict[str, str] = {
     "text_embedding": "BertModel",
     "sequence_classification": "BertForSequenceClassification",
+    "rerank": "BertForSequenceClassification",
     "token_classification": "BertForTokenClassification",
     "fill_mask": "BertForMaskedLM",
     "text_generation": "GPT2LMHeadModel",

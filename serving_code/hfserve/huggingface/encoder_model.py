@@ -1,10 +1,12 @@
 """Encoder tasks in-process: the shared EncoderTaskModel with a local EncoderEngine behind a DynamicBatcher."""
 
+import time
+
 import numpy as np
 
 from ..engine.batcher import DynamicBatcher
 from ..engine.encoder import EncoderEngine
-from ..serving.encoder_model import EncoderTaskModel, split_rows
+from ..serving.encoder_model import FORWARD_SECONDS, EncoderTaskModel, split_rows
 from ..serving.settings import ModelSettings
 from ..tasks.tokenization import EncodedText
 
@@ -35,7 +37,13 @@ class InProcessEncoderModel(EncoderTaskModel):
         return self.ready
 
     def _forward_batch(self, encoded: list[EncodedText]) -> list[dict[str, np.ndarray]]:
-        return split_rows(self.engine.forward(self.text_encoder.pad(encoded)), len(encoded))
+        started = time.perf_counter()
+        rows = split_rows(self.engine.forward(self.text_encoder.pad(encoded)), len(encoded))
+        seconds = time.perf_counter() - started
+        return [{**row, FORWARD_SECONDS: seconds} for row in rows]  # the request's timing splits queue/inference
+
+    def batching_limits(self) -> dict:
+        return {"max_batch_requests": self.max_batch_size, "max_batch_tokens": getattr(self, "max_batch_tokens", None)}
 
     async def run_encoded(self, encoded: list[EncodedText]) -> list[dict[str, np.ndarray]]:
         return await self.batcher.submit(encoded)

@@ -26,8 +26,9 @@ RouterFactory = Callable[[kserve_model_server.ModelRepository], APIRouter]
 
 class _RESTServer(RESTServer):
     def __init__(self, *args, bind_address: str, max_request_bytes: int, routers: list[APIRouter],
-                 request_timing_logs: bool, **kwargs):
+                 request_timing_logs: bool, middlewares: tuple = (), **kwargs):
         super().__init__(*args, **kwargs)
+        self._middlewares = middlewares
         self.config.host = bind_address
         self._max_request_bytes = max_request_bytes
         self._routers = routers
@@ -45,6 +46,8 @@ class _RESTServer(RESTServer):
             super()._add_middlewares(app)
         app.add_middleware(V2JsonContentType)
         app.add_middleware(BodySizeLimit, max_bytes=self._max_request_bytes)
+        for middleware, options in self._middlewares:  # added last: outermost (serving/controls.py)
+            app.add_middleware(middleware, **options)
 
     def _add_exception_handlers(self, app: FastAPI):
         super()._add_exception_handlers(app)
@@ -114,13 +117,15 @@ class _GRPCServer(GRPCServer):
 
 class HFModelServer(ModelServer):
     def __init__(self, *, bind_address: str = "0.0.0.0", max_request_bytes: int = 1 << 20,
-                 router_factories: tuple[RouterFactory, ...] = (), request_timing_logs: bool = False, **kwargs):
+                 router_factories: tuple[RouterFactory, ...] = (), request_timing_logs: bool = False,
+                 middlewares: tuple = (), **kwargs):
         super().__init__(enable_latency_logging=request_timing_logs, **kwargs)
         self.request_timing_logs = request_timing_logs
         self.dataplane = _PredictorAwareDataPlane(model_registry=self.registered_models)
         self.bind_address = bind_address
         self.max_request_bytes = max_request_bytes
         self.router_factories = router_factories
+        self.middlewares = middlewares
 
     def start(self, models) -> None:
         if self.workers != 1:
@@ -132,7 +137,7 @@ class HFModelServer(ModelServer):
             self.http_port, access_log_format=self.access_log_format, workers=1,
             grace_period=self.grace_period, event_loop=self.event_loop, timeout_keep_alive=self.timeout_keep_alive,
             bind_address=self.bind_address, max_request_bytes=self.max_request_bytes,
-            request_timing_logs=self.request_timing_logs, routers=[factory(self.registered_models) for factory in self.router_factories],
+            request_timing_logs=self.request_timing_logs, middlewares=self.middlewares, routers=[factory(self.registered_models) for factory in self.router_factories],
         )
         self.servers.append(self._rest_server.start())
         if self.enable_grpc:

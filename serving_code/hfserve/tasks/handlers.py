@@ -30,6 +30,28 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
+def sigmoid(x: np.ndarray | float) -> np.ndarray | float:
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
+
+
+def relevance_score(logits: np.ndarray, raw: bool = False) -> float:
+    """A cross-encoder's score for one pair: its single logit, or the sigmoid of it (0..1, the default)."""
+    logit = float(np.asarray(logits, dtype=np.float64).reshape(-1)[0])
+    return logit if raw else float(sigmoid(logit))
+
+
+def label_scores(logits: np.ndarray, id2label: dict[int, str], raw: bool = False) -> list[dict]:
+    """Every label with its score, best first: softmax over the labels (sigmoid for a single-logit head), or the
+    logits themselves when raw."""
+    logits = np.asarray(logits, dtype=np.float64).reshape(-1)
+    if raw:
+        scores = logits
+    else:
+        scores = sigmoid(logits) if logits.size == 1 else softmax(logits)
+    order = np.argsort(-scores, kind="stable")
+    return [{"label": id2label.get(int(i), str(int(i))), "score": float(scores[i])} for i in order]
+
+
 def _json_bytes(results: list) -> list[str]:
     return [json.dumps(r, ensure_ascii=False) for r in results]
 
@@ -110,6 +132,27 @@ class SequenceClassificationHandler(TaskHandler):
         if self.return_probabilities:
             meta.append({"name": "probabilities", "datatype": "FP32", "shape": [-1, len(self.id2label)]})
         return meta
+
+
+class RerankHandler(TaskHandler):
+    """Cross-encoders: one relevance score per (query, document) pair (or per single text)."""
+
+    task = Task.RERANK
+
+    def __init__(self, tokenizer, model_dir, id2label, return_probabilities=False):
+        super().__init__(tokenizer, model_dir, id2label, return_probabilities)
+        if len(id2label) > 1:
+            raise ValueError(f"task rerank needs a cross-encoder with one output logit; {model_dir} has "
+                             f"{len(id2label)} labels: serve it as sequence_classification")
+
+    def result(self, outputs, encoded, text, params):
+        return {"score": relevance_score(outputs["logits"], params.raw_scores)}
+
+    def v2_outputs(self, results, params):
+        return [V2Output("score", "FP32", [len(results)], [r["score"] for r in results])]
+
+    def output_metadata(self):
+        return [{"name": "score", "datatype": "FP32", "shape": [-1]}]
 
 
 class TokenClassificationHandler(TaskHandler):
@@ -210,8 +253,8 @@ class FillMaskHandler(TaskHandler):
         return [{"name": "predictions", "datatype": "BYTES", "shape": [-1]}]
 
 
-HANDLERS = {h.task: h for h in (EmbeddingHandler, SequenceClassificationHandler, TokenClassificationHandler,
-                                FillMaskHandler)}
+HANDLERS = {h.task: h for h in (EmbeddingHandler, SequenceClassificationHandler, RerankHandler,
+                                TokenClassificationHandler, FillMaskHandler)}
 
 
 def make_handler(task: Task, tokenizer, model_dir: Path, return_probabilities: bool = False) -> TaskHandler:

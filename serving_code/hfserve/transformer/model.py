@@ -48,6 +48,10 @@ class TritonEncoderModel(EncoderTaskModel):
         client = await self._client()
         return bool(self.ready and client.ready)
 
+    def batching_limits(self) -> dict:
+        """Triton's max_batch_size once its model configuration has been read (None before)."""
+        return {"max_batch_requests": getattr(self.client, "max_batch_size", None) or None, "max_batch_tokens": None}
+
     async def run_model(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         client = await self._client()
         return await client.infer(inputs)  # TritonUnavailable is a PredictorUnavailable: HTTP 503, gRPC UNAVAILABLE
