@@ -10,6 +10,8 @@ import pytest
 from huggingface_hub.errors import HfHubHTTPError, ValidationError
 from openai import OpenAI
 
+from tests import grpc_tool
+
 RELATED = ("A man is playing a guitar.", "Someone plays the guitar on stage.")
 UNRELATED = "The stock market fell sharply on Monday."
 
@@ -90,6 +92,9 @@ def test_text_classification_all_labels_and_functions(classifier, inference_clie
     sigmoid = {r.label: r.score for r in client.text_classification(text, function_to_apply="sigmoid")}
     for label, logit in logits.items():
         assert sigmoid[label] == pytest.approx(1 / (1 + np.exp(-logit)), abs=1e-6)
+    pair = post(classifier, "/", {"inputs": {"text": "I love this movie", "text_pair": "it was great"}})
+    assert pair.status_code == 200 and [r["label"] for r in pair.json()[0]] != []
+    assert sum(r["score"] for r in pair.json()[0]) == pytest.approx(1.0, abs=1e-6)
 
 
 def test_token_classification_equals_v1(tagger, inference_client):
@@ -244,4 +249,6 @@ def test_an_empty_prompt_is_a_4xx_on_every_generation_route(writer, prompt):
         assert 400 <= response.status_code < 500, (name, response.status_code, response.text)
         assert response.headers["content-type"].startswith("application/json"), name
         assert "empty" in json.dumps(response.json()), (name, response.text)
+    refused = grpc_tool.call("infer", writer.grpc_target, "writer", json.dumps([prompt]))
+    assert not refused["ok"] and "INVALID_ARGUMENT" in refused["code"] and "empty" in refused["message"]
     assert post(writer, "/generate", {"inputs": "the cat"}).status_code == 200

@@ -16,7 +16,8 @@ def stack(model_name: str, kind: str | None):
     def both(launch_triton, start_transformer, start_huggingface_runtime, minilm_dir, tiny_models, tmp_path_factory):
         model_dir = minilm_dir if kind is None else tiny_models(kind)
         export = tmp_path_factory.mktemp(f"exported-{model_name}")
-        triton = launch_triton(model_dir, model_name, "--tokenizer_export_dir", str(export))
+        triton = launch_triton(model_dir, model_name, "--tokenizer_export_dir", str(export), start=False)
+        triton.start(timeout=300)  # a busy 2-core CI runner can take minutes to load Triton's Python backend
         transformer = start_transformer(export, model_name, triton.grpc_target)
         assert wait_until(lambda: http_status(f"{transformer.url}/v2/health/ready") == 200, 30) is not None
         return transformer, start_huggingface_runtime(model_dir, model_name)

@@ -3,6 +3,7 @@ the Inference API's output shapes out. A single string answers with one result, 
 
 import json
 from functools import cached_property
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,7 @@ import numpy as np
 
 from ...tasks import Task
 from ...tasks.handlers import softmax
-from ...tasks.params import InvalidRequest, RequestParams
-from ..requests import check_texts
+from ...tasks.params import InputTooLong, InvalidRequest, RequestParams
 from .errors import HFError, validation
 
 FEATURE_EXTRACTION_PARAMETERS = ("normalize", "truncate", "truncation_direction", "prompt_name", "dimensions",
@@ -32,7 +32,7 @@ class EncoderTasks:
             # huggingface_hub sends feature-extraction options beside `inputs`, not inside `parameters`
             root = {k: body[k] for k in FEATURE_EXTRACTION_PARAMETERS if k in body}
             return await self.feature_extraction(inputs, {**root, **parameters})
-        if task == Task.SEQUENCE_CLASSIFICATION:
+        if task in (Task.SEQUENCE_CLASSIFICATION, Task.RERANK):
             return await self.text_classification(inputs, parameters)
         if task == Task.TOKEN_CLASSIFICATION:
             return await self.token_classification(inputs, parameters)
@@ -47,16 +47,15 @@ class EncoderTasks:
         _only(parameters, FEATURE_EXTRACTION_PARAMETERS)
         if parameters.get("prompt_name") is not None:
             raise validation("'prompt_name' is not supported: this server has no prompts configured")
-        if parameters.get("truncation_direction") not in (None, "right", "Right"):
-            raise validation("only truncation_direction 'right' is supported")
         if parameters.get("encoding_format") not in (None, "float"):
             raise validation("only encoding_format 'float' is supported on this route")
-        normalize = parameters.get("normalize")
-        if normalize is not None and not isinstance(normalize, bool):
-            raise validation("'normalize' must be true or false")
-        if parameters.get("truncate") is False:
-            self._check_untruncated(texts)
-        vectors = await self._infer(texts, RequestParams(normalize=normalize))
+        try:
+            params = RequestParams.parse({k: parameters.get(k) for k in ("normalize", "truncate",
+                                                                         "truncation_direction")})
+        except InvalidRequest as error:
+            raise validation(str(error)) from None
+        vectors = await self._call(self.model.embed(texts, params.normalize, params.truncate,
+                                                    params.truncation_direction))
         dimensions = parameters.get("dimensions")
         if dimensions is not None and dimensions != len(vectors[0]):
             raise validation(f"this model returns {len(vectors[0])} dimensions; 'dimensions' cannot change that")
@@ -67,31 +66,24 @@ class EncoderTasks:
         if not isinstance(source, str) or not isinstance(sentences, list) or not sentences or not all(
                 isinstance(s, str) for s in sentences):
             raise validation("sentence similarity takes inputs {'source_sentence': str, 'sentences': [str, ...]}")
-        vectors = np.asarray(await self._infer([source, *sentences], RequestParams(normalize=True)), dtype=np.float64)
+        vectors = np.asarray(await self._call(self.model.embed([source, *sentences], normalize=True)),
+                             dtype=np.float64)
         return [float(v) for v in vectors[1:] @ vectors[0]]
-
-    def _check_untruncated(self, texts: list[str]) -> None:
-        encoder = self.model.text_encoder
-        for index, text in enumerate(texts):
-            length = len(encoder.tokenizer(text, add_special_tokens=encoder.options.add_special_tokens)["input_ids"])
-            if length > encoder.max_length:
-                raise HFError(f"input {index} has {length} tokens, more than this model's limit of "
-                              f"{encoder.max_length}; shorten it or send truncate: true", status=413)
 
     # --- classification ---------------------------------------------------------------------------
 
     async def text_classification(self, inputs: Any, parameters: dict) -> list:
-        texts, single = _texts(inputs)
+        texts, single = _texts_or_pair(inputs)
         _only(parameters, ("top_k", "function_to_apply"))
         top_k = _positive_int(parameters, "top_k")
         function = parameters.get("function_to_apply") or self._default_function
         if function not in ("softmax", "sigmoid", "none"):
             raise validation("'function_to_apply' must be 'softmax', 'sigmoid' or 'none'")
         answers = []
-        for outputs in await self._raw_outputs(texts):
-            scores = _apply(function, outputs["logits"].astype(np.float64))
-            labels = self.model.handler.id2label
-            ranked = sorted(({"label": labels.get(i, str(i)), "score": float(s)} for i, s in enumerate(scores)),
+        for logits in await self._call(self.model.classify(texts, raw_scores=True)):
+            labels = [r["label"] for r in logits]
+            scores = _apply(function, np.asarray([r["score"] for r in logits], dtype=np.float64))
+            ranked = sorted(({"label": label, "score": float(score)} for label, score in zip(labels, scores)),
                             key=lambda r: -r["score"])
             answers.append(ranked[:top_k] if top_k else ranked)
         return [answers[0]] if single else answers
@@ -132,22 +124,18 @@ class EncoderTasks:
     # --- the shared model ---------------------------------------------------------------------------
 
     async def _infer(self, texts: list[str], params: RequestParams) -> list:
+        return await self._call(self.model.infer_texts(texts, params))
+
+    @staticmethod
+    async def _call(operation) -> Any:
+        """Awaits a model operation: its results, with the model's refusals as this protocol's errors."""
         try:
-            results, _ = await self.model.infer_texts(texts, params)
+            results, _ = await operation
+        except InputTooLong as error:
+            raise HFError(str(error), status=HTTPStatus.REQUEST_ENTITY_TOO_LARGE) from None
         except InvalidRequest as error:
             raise validation(str(error)) from None
         return results
-
-    async def _raw_outputs(self, texts: list[str]) -> list[dict[str, np.ndarray]]:
-        """The model's named outputs per text, for answers the task handler does not give (all labels' scores)."""
-        model = self.model
-        try:
-            check_texts(texts, model.settings.max_request_items)
-            encoded = model.text_encoder.encode(texts, with_offsets=model.handler.needs_offsets)
-            model.handler.check(encoded)
-        except InvalidRequest as error:
-            raise validation(str(error)) from None
-        return await model.run_encoded(encoded)
 
 
 def _texts(inputs: Any) -> tuple[list[str], bool]:
@@ -156,6 +144,16 @@ def _texts(inputs: Any) -> tuple[list[str], bool]:
     if isinstance(inputs, list) and all(isinstance(t, str) for t in inputs):
         return inputs, False
     raise validation("'inputs' must be a string or a list of strings")
+
+
+def _texts_or_pair(inputs: Any) -> tuple[list, bool]:
+    """Classification also takes one text pair, {"text": ..., "text_pair": ...} (cross-encoders, NLI)."""
+    if isinstance(inputs, dict):
+        text, pair = inputs.get("text"), inputs.get("text_pair")
+        if not isinstance(text, str) or not isinstance(pair, str) or set(inputs) - {"text", "text_pair"}:
+            raise validation("a text pair is {'text': str, 'text_pair': str}")
+        return [(text, pair)], True
+    return _texts(inputs)
 
 
 def _only(parameters: dict, known: tuple[str, ...]) -> None:
