@@ -37,6 +37,7 @@ GROUPS = {
     "bad_input": "malformed and hostile requests get 4xx JSON errors",
     "limits": "truncation, request size and item count limits",
     "tasks": "tiny checkpoints of the other encoder and generative tasks",
+    "tei": "TEI-compatible routes, reranking, truncation control and timing headers",
     "cluster": "only on a real cluster (KUBECONFIG)",
 }
 

@@ -23,6 +23,12 @@ class Task(str, Enum):
     def __str__(self) -> str:
         return self.value
 
+    @property
+    def model_task(self) -> "Task":
+        """The task whose model class and outputs compute this one: a cross-encoder runs as a sequence
+        classifier (its logits), reranking is post-processing. Triton's repository names this task."""
+        return Task.SEQUENCE_CLASSIFICATION if self == Task.RERANK else self
+
 
 GENERATIVE_TASKS = frozenset({Task.TEXT_GENERATION, Task.TEXT2TEXT_GENERATION})
 # Tasks whose inputs may be text pairs (tokenized together, with token_type_ids telling them apart).

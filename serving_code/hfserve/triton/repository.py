@@ -113,7 +113,7 @@ def render_config(spec: RepositorySpec) -> str:
     lines += ["]", "instance_group [", f"  {{\n    count: {spec.instance_count}\n    kind: {spec.kind}\n  }}", "]"]
     params = {
         "model_dir": str(Path(spec.model_dir).resolve()),
-        "task": spec.task.value,
+        "task": spec.task.model_task.value,
         "dtype": spec.dtype,
         "trust_remote_code": "true" if spec.trust_remote_code else "false",
     }
