@@ -10,6 +10,7 @@ from conformance import protocol as P
 pytestmark = pytest.mark.hf_inference
 
 huggingface_hub = pytest.importorskip("huggingface_hub")
+hub_constants = pytest.importorskip("huggingface_hub.constants")
 
 MASKED = "the weather in [MASK] is rainy today."
 TEXT = "Alice and Bob met in Tokyo last summer."
@@ -20,7 +21,7 @@ def client(monkeypatch):
     """client(deployment) -> InferenceClient. With HF_HUB_OFFLINE set (CI, air-gapped machines) huggingface_hub
     refuses every request, loopback included; a client given a URL talks to that URL only, so the guard is lifted
     for the test."""
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
     return lambda dep: huggingface_hub.InferenceClient(base_url=dep.http_url, timeout=120)
 
 
