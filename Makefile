@@ -37,7 +37,7 @@ test: $(STAMP) ## Run the whole test suite: lint, unit, server, Triton, chart an
 	$(PY) -m pytest -q
 	$(MAKE) conformance TARGET=local
 
-bench: $(STAMP) ## Benchmark both runtimes beside the raw model forward (concurrency 1, 8, 32); reports/bench/
+bench: $(STAMP) ## Benchmark both runtimes (and their no-batching twins) on uniform and mixed-length corpora, beside the raw forward (concurrency 1, 8, 32); reports/bench/
 	$(PY) -m loadtests.bench $(BENCH_ARGS)
 
 # ---- Conformance, load tests, workflow lint (conformance/, loadtests/, .github/) -------------

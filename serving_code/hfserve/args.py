@@ -56,6 +56,9 @@ def add_batching_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max_batch_delay_ms", type=float, default=0.0,
                        help="How long a batch that is not full may wait for more texts; 0 batches only what "
                             "queued while the previous forward pass ran")
+    group.add_argument("--max_batch_tokens", type=_positive_int, default=None,
+                       help="Most padded tokens (rows x longest text) in one forward pass; queued texts are grouped "
+                            "by length under this bound (default: 2048 on CPU, 16384 on GPU)")
 
 
 def add_serving_args(parser: argparse.ArgumentParser) -> None:

@@ -29,7 +29,8 @@ def build_model(args):
     if settings.task.is_generative:
         return GenerativeModel(settings, dtype=args.dtype, device=args.device)
     return InProcessEncoderModel(settings, dtype=args.dtype, device=args.device,
-                                 max_batch_size=args.max_batch_size, max_batch_delay_ms=args.max_batch_delay_ms)
+                                 max_batch_size=args.max_batch_size, max_batch_delay_ms=args.max_batch_delay_ms,
+                                 max_batch_tokens=args.max_batch_tokens)
 
 
 def main(argv: list[str] | None = None) -> None:

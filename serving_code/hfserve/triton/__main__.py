@@ -90,6 +90,8 @@ def build_repository_in_child(args) -> tuple[int, dict]:
         argv += ["--task", args.task]
     if args.trust_remote_code:
         argv.append("--trust_remote_code")
+    if args.max_batch_tokens:
+        argv += ["--max_batch_tokens", str(args.max_batch_tokens)]
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     result = subprocess.run(argv, stdout=subprocess.PIPE, env=env, text=True)
     if result.returncode != 0:
