@@ -29,6 +29,7 @@ GROUPS = {
     "v2_rest": "Open Inference Protocol (V2) over REST",
     "v2_grpc": "Open Inference Protocol (V2) over gRPC",
     "openai": "OpenAI-compatible routes, with the official openai client",
+    "hf_inference": "Hugging Face Inference API (POST /) and TGI routes, with huggingface_hub.InferenceClient",
     "parity": "both runtimes give the same answers for the same inputs",
     "batching": "dynamic batching under concurrent load",
     "gpu": "GPU placement and batching (needs a GPU)",

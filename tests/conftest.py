@@ -50,3 +50,17 @@ def start_huggingface_runtime(tmp_path_factory):
 
     yield start
     starter.stop_all()
+
+
+@pytest.fixture
+def inference_client(monkeypatch):
+    """inference_client(url) -> huggingface_hub.InferenceClient(base_url=url), exactly as a user builds it.
+
+    The tests run with HF_HUB_OFFLINE=1, and huggingface_hub then refuses every request, loopback included; the
+    guard is lifted for this test only. A client given a URL sends requests to that URL and nowhere else.
+    """
+    import huggingface_hub.constants
+    from huggingface_hub import InferenceClient
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    return lambda url: InferenceClient(base_url=url, timeout=120)

@@ -1,8 +1,15 @@
-"""Text generation with transformers' generate(): greedy and deterministic unless sampling is asked for."""
+"""Text generation with transformers' generate(): greedy and deterministic unless sampling is asked for.
 
+Every generation runs token by token through one `_TokenTap`: it decodes each new token (special tokens never
+reach the text), records its log-probability, and ends generation at a stop sequence. The whole generation and
+the streamed one are the same loop, so a stream always adds up to the whole answer.
+"""
+
+import queue
+import random
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -10,37 +17,100 @@ from transformers import (
     AutoModelForCausalLM,
     AutoModelForSeq2SeqLM,
     AutoTokenizer,
+    LogitsProcessor,
+    LogitsProcessorList,
     StoppingCriteria,
     StoppingCriteriaList,
-    TextIteratorStreamer,
 )
 
 from ..tasks import Task
 from ..tasks.detect import infer_task
-from ..tasks.generation import Generation, GenerationParams
+from ..tasks.generation import GeneratedToken, Generation, GenerationParams, cut_at_stop
+from ..tasks.params import InvalidRequest
 from .device import resolve_device, resolve_dtype
 
 
-@dataclass
-class _StopWatch(StoppingCriteria):
-    """Stops generation once the decoded continuation contains a stop sequence."""
+class _LogprobRecorder(LogitsProcessor):
+    """Keeps the log-probabilities of the last step's final distribution (it runs after every other processor)."""
 
-    tokenizer: object
-    prompt_length: int
-    stops: tuple[str, ...]
-    hit: bool = field(default=False)
+    def __init__(self):
+        self.last: torch.Tensor | None = None
+
+    def __call__(self, input_ids, scores):
+        self.last = torch.log_softmax(scores[0].float(), dim=-1)
+        return scores
+
+
+class IncrementalDecoder:
+    """Decodes one token at a time into text pieces that add up to the decoded sequence.
+
+    Decoding a token alone loses context (SentencePiece word boundaries, multi-byte characters split over
+    byte-level tokens), so each step decodes a short window ending at the new token and returns what it adds.
+    """
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.prefix_offset = 0
+        self.read_offset = 0
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def add(self, token_id: int) -> str:
+        self.ids.append(token_id)
+        before = self._decode(self.ids[self.prefix_offset:self.read_offset])
+        after = self._decode(self.ids[self.prefix_offset:])
+        if len(after) > len(before) and not after.endswith("\ufffd"):
+            self.prefix_offset, self.read_offset = self.read_offset, len(self.ids)
+            return after[len(before):]
+        return ""
+
+    def flush(self) -> str:
+        """What is still held back (an incomplete character stays as the replacement character)."""
+        before = self._decode(self.ids[self.prefix_offset:self.read_offset])
+        after = self._decode(self.ids[self.prefix_offset:])
+        self.prefix_offset = self.read_offset = len(self.ids)
+        return after[len(before):]
+
+
+class _TokenTap(StoppingCriteria):
+    """Called by generate() after every step with all ids so far: hands the new token on, stops at a stop sequence."""
+
+    def __init__(self, tokenizer, special_ids: set[int], stops: tuple[str, ...], recorder: _LogprobRecorder,
+                 on_token: Callable[[GeneratedToken], None], cancelled: threading.Event | None = None):
+        self.cancelled = cancelled
+        self.decoder = IncrementalDecoder(tokenizer)
+        self.special_ids = special_ids
+        self.stops = stops
+        self.recorder = recorder
+        self.on_token = on_token
+        self.text = ""
+        self.stop_sequence: str | None = None
+        self.count = 0
 
     def __call__(self, input_ids, scores, **kwargs) -> bool:
-        if not self.stops:
-            return False
-        text = self.tokenizer.decode(input_ids[0, self.prompt_length:], skip_special_tokens=True)
-        self.hit = any(stop in text for stop in self.stops)
-        return self.hit
+        token_id = int(input_ids[0, -1])
+        logprob = float(self.recorder.last[token_id]) if self.recorder.last is not None else 0.0
+        special = token_id in self.special_ids
+        piece = "" if special else self.decoder.add(token_id)
+        self.text += piece
+        self.count += 1
+        self.on_token(GeneratedToken(token_id, piece, logprob, special))
+        if self.stops and piece:
+            self.stop_sequence = cut_at_stop(self.text, self.stops)[1]
+        return self.stop_sequence is not None or (self.cancelled is not None and self.cancelled.is_set())
 
 
-def cut_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, bool]:
-    positions = [text.find(s) for s in stops if s and s in text]
-    return (text[: min(positions)], True) if positions else (text, False)
+@dataclass
+class PreparedPrompt:
+    """A validated, tokenized prompt and the generate() arguments for it."""
+
+    kwargs: dict
+    prompt_tokens: int
+    max_new_tokens: int
+    params: GenerationParams
+    seed: int | None
 
 
 class GeneratorEngine:
@@ -50,6 +120,10 @@ class GeneratorEngine:
         self.task = task
         self.device = device
         self.max_positions = max_positions
+        self.special_ids = set(tokenizer.all_special_ids)
+        eos = model.generation_config.eos_token_id
+        eos = eos if isinstance(eos, list) else [eos]
+        self.eos_ids = {e for e in eos + [tokenizer.eos_token_id] if e is not None}
         self._lock = threading.Lock()  # one generate() at a time; torch uses every core already
 
     @classmethod
@@ -65,88 +139,103 @@ class GeneratorEngine:
         max_positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
         return cls(model, tokenizer, task, torch_device, max_positions)
 
-    def _prepare(self, prompt: str, params: GenerationParams):
-        max_new = params.max_new_tokens
-        budget = None
-        if self.task == Task.TEXT_GENERATION and self.max_positions:
-            budget = max(1, self.max_positions - max_new)  # keep room for the new tokens: truncate from the left
+    def prepare(self, prompt: str, params: GenerationParams) -> PreparedPrompt:
+        """Tokenizes and checks a prompt: one with nothing to continue from is the client's mistake (4xx)."""
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise InvalidRequest("the prompt is empty; send some text to generate from")
         encoded = self.tokenizer(prompt, return_tensors="pt")
-        ids = encoded["input_ids"][:, -budget:] if budget else encoded["input_ids"]
-        mask = encoded["attention_mask"][:, -budget:] if budget else encoded["attention_mask"]
+        ids, mask = encoded["input_ids"], encoded["attention_mask"]
+        if all(int(t) in self.special_ids for t in ids[0]):
+            raise InvalidRequest("the prompt has no tokens this model can read; send some text to generate from")
+        keep = self._prompt_budget(params)
+        if keep is not None and ids.shape[1] > keep:
+            ids, mask = ids[:, -keep:], mask[:, -keep:]  # truncate from the left: the end of a prompt matters most
+        max_new = params.max_new_tokens
         if self.task == Task.TEXT_GENERATION and self.max_positions:
             max_new = max(1, min(max_new, self.max_positions - ids.shape[1]))
         kwargs = dict(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), max_new_tokens=max_new,
                       pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id)
-        if params.temperature > 0:
-            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
+        seed = params.seed
+        if params.sampling:
+            seed = random.getrandbits(63) if seed is None else seed
+            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k or 0,
+                          typical_p=params.typical_p or 1.0)
         else:
+            seed = None
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        prompt_length = ids.shape[1] if self.task == Task.TEXT_GENERATION else 0
-        watch = _StopWatch(self.tokenizer, prompt_length, params.stop)
-        kwargs["stopping_criteria"] = StoppingCriteriaList([watch])
-        return kwargs, ids.shape[1], prompt_length, max_new, watch
+        if params.repetition_penalty is not None:
+            kwargs["repetition_penalty"] = params.repetition_penalty
+        return PreparedPrompt(kwargs, int(ids.shape[1]), max_new, params, seed)
+
+    def _prompt_budget(self, params: GenerationParams) -> int | None:
+        limits = []
+        if params.truncate is not None:
+            limits.append(params.truncate)
+        if self.task == Task.TEXT_GENERATION and self.max_positions:
+            limits.append(max(1, self.max_positions - params.max_new_tokens))  # keep room for the new tokens
+        return min(limits) if limits else None
 
     @torch.inference_mode()
-    def generate(self, prompt: str, params: GenerationParams) -> Generation:
-        kwargs, prompt_tokens, prompt_length, max_new, _ = self._prepare(prompt, params)
+    def _run(self, prepared: PreparedPrompt, on_token: Callable[[GeneratedToken], None],
+             cancelled: threading.Event | None = None) -> tuple[Generation, str]:
+        recorder = _LogprobRecorder()
+        tap = _TokenTap(self.tokenizer, self.special_ids, prepared.params.stop, recorder, on_token, cancelled)
         with self._lock:
-            if params.seed is not None:
-                torch.manual_seed(params.seed)
-            output = self.model.generate(**kwargs)
-        new_ids = output[0, prompt_length:]
-        new_ids = new_ids[new_ids != (self.tokenizer.pad_token_id if self.task != Task.TEXT_GENERATION else -1)]
-        text, stopped = cut_at_stop(self.tokenizer.decode(new_ids, skip_special_tokens=True), params.stop)
-        ended_on_eos = self.tokenizer.eos_token_id is not None and self.tokenizer.eos_token_id in new_ids.tolist()
-        completion_tokens = len(new_ids)
-        finish = "stop" if stopped or ended_on_eos or completion_tokens < max_new else "length"
-        return Generation(text, finish, prompt_tokens, completion_tokens)
+            if prepared.seed is not None:
+                torch.manual_seed(prepared.seed)
+            self.model.generate(**prepared.kwargs, logits_processor=LogitsProcessorList([recorder]),
+                                stopping_criteria=StoppingCriteriaList([tap]))
+        rest = tap.decoder.flush()
+        text, stop = cut_at_stop(tap.text + rest, prepared.params.stop)
+        return Generation(text=text, finish_reason="", prompt_tokens=prepared.prompt_tokens,
+                          completion_tokens=tap.count, stop_sequence=stop, seed=prepared.seed), rest
 
-    def stream(self, prompt: str, params: GenerationParams) -> Iterator[str | Generation]:
-        """Yields text pieces as they are generated, then the finished Generation."""
-        kwargs, prompt_tokens, _, max_new, watch = self._prepare(prompt, params)
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=self.task == Task.TEXT_GENERATION,
-                                        skip_special_tokens=True)
-        counter = {"tokens": 0}
+    def tokens(self, prepared: PreparedPrompt, cancelled: threading.Event | None = None
+               ) -> Iterator[GeneratedToken | Generation]:
+        """The generated tokens as they come, then the finished Generation (whose `tokens` lists them all).
+        Setting `cancelled` ends generation after the current step (the client went away)."""
+        pending: queue.Queue = queue.Queue()
+        outcome: dict = {}
 
         def run():
             try:
-                with self._lock, torch.inference_mode():
-                    if params.seed is not None:
-                        torch.manual_seed(params.seed)
-                    output = self.model.generate(**kwargs, streamer=streamer)
-                    counter["tokens"] = output.shape[1] - (kwargs["input_ids"].shape[1]
-                                                           if self.task == Task.TEXT_GENERATION else 1)
-            except Exception as error:  # surfaced to the caller below, after unblocking the streamer
-                counter["error"] = error
-                streamer.end()
+                outcome["generation"], outcome["rest"] = self._run(prepared, pending.put, cancelled)
+            except BaseException as error:  # handed to the consumer below
+                outcome["error"] = error
+            finally:
+                pending.put(None)
 
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        held = ""
-        emitted = ""
-        hold_back = max((len(s) for s in params.stop), default=1) - 1
-        stopped = False
-        for piece in streamer:
-            held += piece
-            text, stopped = cut_at_stop(emitted + held, params.stop)
-            if stopped:
-                if len(text) > len(emitted):
-                    yield text[len(emitted):]
-                emitted = text
-                break
-            safe = len(held) - hold_back if hold_back > 0 else len(held)
-            if safe > 0:
-                yield held[:safe]
-                emitted += held[:safe]
-                held = held[safe:]
-        if not stopped and held:
+        threading.Thread(target=run, daemon=True, name="generate").start()
+        generated: list[GeneratedToken] = []
+        held: GeneratedToken | None = None  # the last token waits: the rest of the text may be flushed into it
+        while (token := pending.get()) is not None:
+            if held is not None:
+                generated.append(held)
+                yield held
+            held = token
+        if "error" in outcome:
+            raise outcome["error"]
+        if held is not None:
+            if outcome["rest"]:
+                held = _with_more_text(held, outcome["rest"])
+            generated.append(held)
             yield held
-            emitted += held
-        if stopped:
-            for _ in streamer:  # we left the loop early: drain it so the generating thread can finish
-                pass
-        thread.join()
-        if "error" in counter:
-            raise counter["error"]
-        finish = "stop" if stopped or watch.hit or counter["tokens"] < max_new else "length"
-        yield Generation(emitted, finish, prompt_tokens, counter["tokens"])
+        yield self._finish(outcome["generation"], generated, prepared)
+
+    def _finish(self, generation: Generation, tokens: list[GeneratedToken], prepared: PreparedPrompt) -> Generation:
+        generation.tokens = tokens
+        generation.ended_on_eos = bool(tokens) and tokens[-1].id in self.eos_ids and generation.stop_sequence is None
+        stopped = generation.stop_sequence is not None or generation.ended_on_eos
+        generation.finish_reason = "stop" if stopped or len(tokens) < prepared.max_new_tokens else "length"
+        return generation
+
+    def generate(self, prepared: PreparedPrompt) -> Generation:
+        tokens: list[GeneratedToken] = []
+        generation, rest = self._run(prepared, tokens.append)
+        if rest:
+            tokens[-1] = _with_more_text(tokens[-1], rest)
+        return self._finish(generation, tokens, prepared)
+
+
+def _with_more_text(token: GeneratedToken, more: str) -> GeneratedToken:
+    return GeneratedToken(token.id, token.text + more, token.logprob, token.special)

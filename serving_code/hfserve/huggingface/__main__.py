@@ -4,6 +4,7 @@ import logging
 import sys
 
 from .. import args as cli
+from ..serving.hf_inference import hf_inference_router
 from ..serving.openai.routes import openai_router
 from ..serving.server import HFModelServer
 from ..serving.tei.rerank import document_rerank_router
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"hfserve: cannot serve {args.model_dir}: {error}")
     logger.info("serving %s as %s from %s", model.name, model.settings.task, args.model_dir)
     HFModelServer(router_factories=(openai_router, tei_router_factory(args.max_concurrent_requests),
-                                   document_rerank_router), **cli.server_options(args)).start([model])
+                                   document_rerank_router, hf_inference_router), **cli.server_options(args)).start([model])
 
 
 if __name__ == "__main__":

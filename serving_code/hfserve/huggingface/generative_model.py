@@ -2,16 +2,17 @@
 
 import asyncio
 import concurrent.futures
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 
 from kserve import InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput
 
-from ..engine.generator import GeneratorEngine
+from ..engine.generator import GeneratorEngine, PreparedPrompt
 from ..serving.encoder_model import to_infer_output
 from ..serving.requests import TEXT_INPUT, parse_request
 from ..serving.settings import ModelSettings
-from ..tasks.generation import Generation, GenerationParams, generation_params
+from ..tasks.generation import GeneratedToken, Generation, GenerationParams, generation_params, text_pieces
 from ..tasks.handlers import V2Output
 from ..tasks.params import InvalidRequest
 from ..tasks.tokenization import load_tokenizer
@@ -42,9 +43,10 @@ class GenerativeModel(Model):
             if any(isinstance(text, tuple) for text in request.texts):
                 raise InvalidRequest("text pairs are for sequence_classification and rerank models, not generation")
             params = generation_params(request.params_raw)
+            prepared = [self.engine.prepare(text, params) for text in request.texts]
         except InvalidRequest as error:
             raise InvalidInput(str(error)) from None
-        generations = [await self.generate(text, params) for text in request.texts]
+        generations = [await self._generate(p) for p in prepared]
         if not request.is_v2:
             return {"predictions": [{"generated_text": g.text, "finish_reason": g.finish_reason}
                                     for g in generations]}
@@ -54,19 +56,35 @@ class GenerativeModel(Model):
                              infer_outputs=[to_infer_output(tensor)])
 
     async def generate(self, prompt: str, params: GenerationParams) -> Generation:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.engine.generate, prompt, params)
+        """The whole generation. An unusable prompt raises InvalidRequest."""
+        return await self._generate(self.engine.prepare(prompt, params))
 
-    async def stream(self, prompt: str, params: GenerationParams) -> AsyncIterator[str | Generation]:
-        """Text pieces as they are generated, then the finished Generation."""
+    async def _generate(self, prepared: PreparedPrompt) -> Generation:
         loop = asyncio.get_running_loop()
-        iterator = self.engine.stream(prompt, params)
+        return await loop.run_in_executor(self._executor, self.engine.generate, prepared)
+
+    def stream_tokens(self, prompt: str, params: GenerationParams) -> AsyncIterator[GeneratedToken | Generation]:
+        """Tokens as they are generated, then the finished Generation. The prompt is checked now, before the
+        first token is asked for, so an unusable one raises InvalidRequest while a 4xx can still be sent."""
+        prepared = self.engine.prepare(prompt, params)
+        cancelled = threading.Event()
+        return self._iterate(self.engine.tokens(prepared, cancelled), cancelled)
+
+    def stream(self, prompt: str, params: GenerationParams) -> AsyncIterator[str | Generation]:
+        """Text pieces (never part of a stop sequence) as they are generated, then the finished Generation."""
+        prepared = self.engine.prepare(prompt, params)
+        cancelled = threading.Event()
+        return self._iterate(text_pieces(self.engine.tokens(prepared, cancelled), params.stop), cancelled)
+
+    @staticmethod
+    async def _iterate(iterator: Iterator, cancelled: threading.Event) -> AsyncIterator:
+        loop = asyncio.get_running_loop()
         done = object()
-        while True:
-            item = await loop.run_in_executor(None, next, iterator, done)
-            if item is done:
-                return
-            yield item
+        try:
+            while (item := await loop.run_in_executor(None, next, iterator, done)) is not done:
+                yield item
+        finally:
+            cancelled.set()  # a client that leaves early stops the generation after the current token
 
     def chat_prompt(self, messages: list[dict]) -> str:
         tokenizer = self.engine.tokenizer

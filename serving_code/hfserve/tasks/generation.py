@@ -1,6 +1,8 @@
-"""text_generation / text2text_generation: the sampling options a request may set, validated once."""
+"""text_generation / text2text_generation: the sampling options a request may set, validated once, and what a
+generation returns (whole, or token by token)."""
 
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 
 from .params import InvalidRequest
 
@@ -8,21 +10,52 @@ from .params import InvalidRequest
 @dataclass(frozen=True)
 class GenerationParams:
     max_new_tokens: int = 64
-    temperature: float = 0.0  # 0: greedy decoding, deterministic
+    temperature: float = 0.0  # 0: greedy decoding, deterministic; > 0: sampling
     top_p: float = 1.0
+    top_k: int | None = None  # sampling: keep the k most likely tokens
+    repetition_penalty: float | None = None
+    typical_p: float | None = None
+    truncate: int | None = None  # keep only the prompt's last `truncate` tokens
     stop: tuple[str, ...] = ()
     seed: int | None = None
+
+    @property
+    def sampling(self) -> bool:
+        return self.temperature > 0
+
+
+@dataclass(frozen=True)
+class GeneratedToken:
+    """One generated token. `text` is what it adds to the decoded output: empty for special tokens, and empty
+    while a multi-byte character is still incomplete (the next token then carries it)."""
+
+    id: int
+    text: str
+    logprob: float
+    special: bool
 
 
 @dataclass
 class Generation:
-    text: str
-    finish_reason: str  # "stop" or "length"
+    text: str  # the decoded continuation, without special tokens, cut before a stop sequence
+    finish_reason: str  # OpenAI's: "stop" or "length"
     prompt_tokens: int
     completion_tokens: int
+    tokens: list[GeneratedToken] = field(default_factory=list)
+    stop_sequence: str | None = None  # the stop sequence that ended it, if one did
+    ended_on_eos: bool = False
+    seed: int | None = None  # the seed sampling used (None: greedy)
+
+    @property
+    def tgi_finish_reason(self) -> str:
+        """text-generation-inference's name for why generation ended."""
+        if self.stop_sequence is not None:
+            return "stop_sequence"
+        return "eos_token" if self.ended_on_eos else "length"
 
 
 MAX_NEW_TOKENS_LIMIT = 4096
+MAX_STOP_SEQUENCES = 4
 
 
 def generation_params(raw: dict | None, default_max_new_tokens: int = 64) -> GenerationParams:
@@ -30,8 +63,7 @@ def generation_params(raw: dict | None, default_max_new_tokens: int = 64) -> Gen
     raw = raw or {}
     max_new = raw.get("max_new_tokens", raw.get("max_tokens", raw.get("max_completion_tokens")))
     max_new = default_max_new_tokens if max_new is None else max_new
-    if isinstance(max_new, bool) or not isinstance(max_new, int) or not 1 <= max_new <= MAX_NEW_TOKENS_LIMIT:
-        raise InvalidRequest(f"max_new_tokens must be an integer from 1 to {MAX_NEW_TOKENS_LIMIT}")
+    check_max_new_tokens(max_new)
     temperature = raw.get("temperature") or 0.0
     top_p = raw.get("top_p")
     top_p = 1.0 if top_p is None else top_p
@@ -39,12 +71,59 @@ def generation_params(raw: dict | None, default_max_new_tokens: int = 64) -> Gen
         raise InvalidRequest("temperature must be a number from 0 to 2")
     if not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
         raise InvalidRequest("top_p must be a number in (0, 1]")
-    stop = raw.get("stop") or ()
-    stop = (stop,) if isinstance(stop, str) else stop
-    if not isinstance(stop, (list, tuple)) or len(stop) > 4 or not all(isinstance(s, str) and s for s in stop):
-        raise InvalidRequest("stop must be a non-empty string or a list of at most 4 of them")
-    seed = raw.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise InvalidRequest("seed must be an integer")
     return GenerationParams(max_new_tokens=max_new, temperature=float(temperature), top_p=float(top_p),
-                            stop=tuple(stop), seed=seed)
+                            stop=stop_sequences(raw.get("stop")), seed=check_seed(raw.get("seed")))
+
+
+def check_max_new_tokens(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_NEW_TOKENS_LIMIT:
+        raise InvalidRequest(f"max_new_tokens must be an integer from 1 to {MAX_NEW_TOKENS_LIMIT}")
+    return value
+
+
+def stop_sequences(raw) -> tuple[str, ...]:
+    stop = raw or ()
+    stop = (stop,) if isinstance(stop, str) else stop
+    if not isinstance(stop, (list, tuple)) or len(stop) > MAX_STOP_SEQUENCES or not all(
+            isinstance(s, str) and s for s in stop):
+        raise InvalidRequest(f"stop must be a non-empty string or a list of at most {MAX_STOP_SEQUENCES} of them")
+    return tuple(stop)
+
+
+def check_seed(seed):
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64):
+        raise InvalidRequest("seed must be an integer from 0 to 2^64 - 1")
+    return seed
+
+
+def cut_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, str | None]:
+    """The text before the first stop sequence in it, and that stop sequence (None if there is none)."""
+    found = [(text.find(s), s) for s in stops if s and s in text]
+    if not found:
+        return text, None
+    position, stop = min(found)
+    return text[:position], stop
+
+
+def text_pieces(tokens: Iterable[GeneratedToken | Generation], stops: tuple[str, ...]) -> Iterator[str | Generation]:
+    """Generated tokens as text pieces that never show any part of a stop sequence, then the Generation.
+
+    A piece is held back while its end could be the start of a stop sequence, so a client that concatenates
+    the pieces gets exactly Generation.text.
+    """
+    hold_back = max((len(s) for s in stops), default=1) - 1
+    emitted = ""
+    held = ""
+    for item in tokens:
+        if isinstance(item, Generation):
+            rest = item.text[len(emitted):]
+            if rest:
+                yield rest
+            yield item
+            return
+        held += item.text
+        safe = len(held) - hold_back
+        if safe > 0 and cut_at_stop(emitted + held, stops)[1] is None:
+            yield held[:safe]
+            emitted += held[:safe]
+            held = held[safe:]

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from .. import args as cli
+from ..serving.hf_inference import hf_inference_router
 from ..serving.openai.routes import openai_router
 from ..serving.server import HFModelServer
 from ..serving.tei.rerank import document_rerank_router
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     logger.info("serving %s as %s from %s, model on triton %s (model %s)", model.name, model.settings.task,
                 args.model_dir, args.predictor_host, model.client.model_name)
     HFModelServer(router_factories=(openai_router, tei_router_factory(args.max_concurrent_requests),
-                                   document_rerank_router), **cli.server_options(args)).start([model])
+                                   document_rerank_router, hf_inference_router), **cli.server_options(args)).start([model])
 
 
 if __name__ == "__main__":

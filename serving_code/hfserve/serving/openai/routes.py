@@ -84,6 +84,8 @@ class OpenAIRoutes:
         model, error = self._model(request.model, "chat completions")
         if error:
             return error
+        if not any(m.text().strip() for m in request.messages):
+            return openai_error(HTTPStatus.BAD_REQUEST, "every message is empty; send some text to reply to")
         try:
             prompt = model.chat_prompt([{"role": m.role, "content": m.text()} for m in request.messages])
         except InvalidRequest as exc:
@@ -96,9 +98,13 @@ class OpenAIRoutes:
         except InvalidRequest as exc:
             return openai_error(HTTPStatus.BAD_REQUEST, str(exc))
         reply = _Reply(request.model, chat)
-        if request.stream:
-            return StreamingResponse(reply.sse(model.stream(prompt, params)), media_type="text/event-stream")
-        return reply.whole(await model.generate(prompt, params))
+        try:
+            if request.stream:
+                # stream() checks the prompt before the response starts, so a bad one is still a 400
+                return StreamingResponse(reply.sse(model.stream(prompt, params)), media_type="text/event-stream")
+            return reply.whole(await model.generate(prompt, params))
+        except InvalidRequest as exc:
+            return openai_error(HTTPStatus.BAD_REQUEST, str(exc))
 
 
 class _Reply:
