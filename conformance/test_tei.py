@@ -72,7 +72,7 @@ def test_tei_error_shape(minilm):
         for path, body, status in (("/embed", {"inputs": 5}, 422), ("/rerank", {"query": "q", "texts": ["a"]}, 400)):
             response = http.post(path, json=body)
             assert response.status_code == status, (path, response.text)
-            assert response.json()["error_type"] == "Validation" and response.json()["error"]
+            assert response.json()["error_type"] == "validation" and response.json()["error"]
         P.v1_embeddings(P.v1_predict(http, minilm.model_name, ["still serving"]))
 
 

@@ -111,7 +111,7 @@ def _assert_refused_naming_limit(responses):
         body = response.json()
         message = body["error"]["message"] if route == "openai" else body["error"]
         assert LIMIT_MESSAGE in message, (route, body)
-    assert responses["embed"].json()["error_type"] == "Validation"
+    assert responses["embed"].json()["error_type"] == "validation"
 
 
 def _assert_served(responses):
@@ -238,7 +238,7 @@ def test_predict_single_pair_and_batch(classifier, tiny_models):
     assert [i["label"] for i in batch.json()[1]] == [i["label"] for i in alone]
     assert [i["score"] for i in batch.json()[1]] == pytest.approx([i["score"] for i in alone], abs=1e-6)
     bad = post(classifier, "/predict", {"inputs": [["a", "b", "c"]]})
-    assert bad.status_code == 422 and bad.json()["error_type"] == "Validation"
+    assert bad.status_code == 422 and bad.json()["error_type"] == "validation"
 
 
 def test_tokenize_and_decode(minilm):
@@ -285,7 +285,7 @@ def test_tei_errors_have_teis_shape(minilm, reranker):
         response = httpx.post(f"{server.url}{path}", content=content, headers={"content-type": "application/json"})
         assert response.status_code == status, (path, content[:40], response.text)
         body = response.json()
-        assert set(body) == {"error", "error_type"} and body["error_type"] == "Validation", body
+        assert set(body) == {"error", "error_type"} and body["error_type"] == "validation", body
         assert "Traceback" not in body["error"]
     assert post(minilm, "/embed", {"inputs": "still serving"}).status_code == 200
 
@@ -346,6 +346,6 @@ def test_overload_gets_429_with_retry_after_at_once(start_huggingface_runtime, m
     assert set(codes) == {200, 429} and 2 <= codes.count(200) < clients, codes
     for refused in (r for r in results if r.status_code == 429):
         assert refused.headers["retry-after"] == "1"
-        assert refused.json()["error_type"] == "Overloaded" and "limit of 2 concurrent" in refused.json()["error"]
+        assert refused.json()["error_type"] == "overloaded" and "limit of 2 concurrent" in refused.json()["error"]
     openai = [post(server, "/openai/v1/embeddings", {"model": "guarded", "input": "x"}) for _ in range(2)]
     assert all(r.status_code == 200 for r in openai)  # the slots were given back

@@ -10,6 +10,7 @@ Our format differs from the pipelines' in two places, mapped here, not in the pr
 
 from functools import cache
 
+import httpx
 import pytest
 from hfserve.devtools.tiny_models import SENTENCES
 from transformers import pipeline
@@ -53,6 +54,24 @@ def test_sequence_classification_equals_the_pipeline(served, model_dir, runtime,
         assert "probabilities" not in plain[0]
     else:
         assert sum(plain[0]["probabilities"].values()) > 1.2  # independent sigmoids, not a distribution
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+@pytest.mark.parametrize("name", ["sentiment", "topics"])
+def test_tei_predict_and_inference_api_scores_equal_the_pipeline(served, model_dir, runtime, name):
+    """The TEI route and the Inference API route score labels as V1 does: the checkpoint's own activation."""
+    pipe = reference("text-classification", str(model_dir(name)), top_k=None)
+    texts = TEXTS[:4]
+    expected = pipe(texts, truncation=True)
+    server = served(runtime, name)
+    tei = httpx.post(f"{server.url}/predict", json={"inputs": [[t] for t in texts]}, timeout=120)
+    api = httpx.post(f"{server.url}/", json={"inputs": texts}, timeout=120)
+    assert tei.status_code == 200 and api.status_code == 200, (tei.text, api.text)
+    for answers in (tei.json(), api.json()):
+        assert len(answers) == len(expected)
+        for ours, ranked in zip(answers, expected):
+            assert [a["label"] for a in ours] == [r["label"] for r in ranked]
+            assert [a["score"] for a in ours] == pytest.approx([r["score"] for r in ranked], abs=1e-5)
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)

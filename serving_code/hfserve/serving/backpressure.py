@@ -18,7 +18,7 @@ def overloaded_body(path: str, limit: int) -> dict:
     message = f"the server is at its limit of {limit} concurrent requests; retry after {RETRY_AFTER_S} s"
     if path.startswith("/openai/"):
         return {"error": {"message": message, "type": "overloaded", "code": 429}}
-    return {"error": message, "error_type": "Overloaded"}
+    return {"error": message, "error_type": "overloaded"}
 
 
 class ConcurrencyLimit:

@@ -1,4 +1,5 @@
-"""TEI's error shape, {"error": message, "error_type": kind}, and its status codes:
+"""TEI's error shape, {"error": message, "error_type": kind} with TEI's lower-case kinds (huggingface_hub maps
+"overloaded" to OverloadedError), and its status codes:
 413 too long (Validation), 422 other validation, 400 a route the served task does not offer,
 429 overloaded (serving/backpressure.py), 503 unhealthy, 500 an unexpected failure (details only in the log)."""
 
@@ -49,15 +50,15 @@ async def parse_body(request: Request, schema: type[BaseModel]) -> BaseModel:
 
 def error_response(error: Exception, path: str) -> JSONResponse:
     if isinstance(error, InputTooLong):
-        return tei_error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, str(error), "Validation")
+        return tei_error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, str(error), "validation")
     if isinstance(error, WrongTask):
-        return tei_error(HTTPStatus.BAD_REQUEST, str(error), "Validation")
+        return tei_error(HTTPStatus.BAD_REQUEST, str(error), "validation")
     if isinstance(error, InvalidRequest):
-        return tei_error(HTTPStatus.UNPROCESSABLE_ENTITY, str(error), "Validation")
+        return tei_error(HTTPStatus.UNPROCESSABLE_ENTITY, str(error), "validation")
     if isinstance(error, (Unhealthy, PredictorUnavailable)):
-        return tei_error(HTTPStatus.SERVICE_UNAVAILABLE, str(error), "Unhealthy")
+        return tei_error(HTTPStatus.SERVICE_UNAVAILABLE, str(error), "unhealthy")
     logger.exception("unexpected error while serving %s", path)
-    return tei_error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error; the server logged the details", "Backend")
+    return tei_error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error; the server logged the details", "backend")
 
 
 def tei_errors(endpoint):

@@ -138,7 +138,7 @@ class TEIRoutes:
 
 
 def _unhealthy(message: str):
-    return tei_error(HTTPStatus.SERVICE_UNAVAILABLE, message, "Unhealthy")
+    return tei_error(HTTPStatus.SERVICE_UNAVAILABLE, message, "unhealthy")
 
 
 def _dtype(model) -> str | None:
