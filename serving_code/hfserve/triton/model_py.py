@@ -65,7 +65,7 @@ class TritonPythonModel:
         self.output_names = [o["name"] for o in self.model_config["output"]]
         # Token-level outputs ([B, T, ...]) are trimmed back to each request's own length.
         self.token_level = {o["name"]: (list(o["dims"])[:1] == [-1]) for o in self.model_config["output"]}
-        config = self.engine.model.config
+        config = self.engine.config
         pad = getattr(config, "pad_token_id", None)
         self.pad_values = {"input_ids": int(pad) if isinstance(pad, int) and pad >= 0 else 0,
                            "attention_mask": 0, "token_type_ids": 0}
