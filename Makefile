@@ -40,6 +40,10 @@ test: $(STAMP) ## Run the whole test suite: lint, unit, server, Triton, chart an
 bench: $(STAMP) ## Benchmark both runtimes (and their no-batching twins) on uniform and mixed-length corpora, beside the raw forward (concurrency 1, 8, 32); reports/bench/
 	$(PY) -m loadtests.bench $(BENCH_ARGS)
 
+.PHONY: bench-engines
+bench-engines: $(STAMP) ## torch fp32 vs ONNX Runtime fp32 vs ONNX int8, raw and served, one run (BENCH_ENGINES_ARGS); reports/bench/
+	$(PY) -m loadtests.bench_engines $(BENCH_ENGINES_ARGS)
+
 # ---- Conformance, load tests, workflow lint (conformance/, loadtests/, .github/) -------------
 # TARGET: local (both runtimes from the rendered chart on loopback ports), cluster (KUBECONFIG:
 # installs the chart and the CPU examples, port-forwards), or http://host:port[,http://host2:port].
@@ -139,3 +143,32 @@ serve-triton: $(STAMP) ## Serve the packaged MiniLM with the kserve-huggingface-
 	$(PY) -m hfserve.triton.dev_serve --model_name $(MODEL_NAME) --model_dir "$$($(PY) -m hfserve.packaged_model)" \
 	  --bind_address $(HOST) --port $(PORT) --triton_http_port $(TRITON_HTTP_PORT) \
 	  --triton_grpc_port $(TRITON_GRPC_PORT) --triton_metrics_port $(TRITON_METRICS_PORT)
+
+# --- GPU check (loadtests/gpu_check.py): one run of a few minutes on a GPU machine with Python 3.12, torch and
+# transformers preinstalled and no network; the rest travels as wheels in $(GPU_WHEELHOUSE) (64 MiB at most).
+GPU_WHEELHOUSE ?= .gpu-wheelhouse
+GPU_WHEELHOUSE_MIB ?= 64
+GPU_CHECK_DEVICE ?= cuda
+GPU_PYTHON ?= python3
+GPU_CHECK_ARGS ?=
+GPU_PLATFORMS := --platform manylinux_2_35_x86_64 --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
+.PHONY: gpu-wheelhouse gpu-check
+gpu-wheelhouse: $(STAMP) ## Download the GPU check's wheels (cp312, manylinux, --no-deps) and MiniLM's config/tokenizer files into $(GPU_WHEELHOUSE)
+	rm -rf $(GPU_WHEELHOUSE) && mkdir -p $(GPU_WHEELHOUSE)/minilm-files
+	$(PY) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --abi cp312 --abi abi3 --abi none $(GPU_PLATFORMS) -r requirements/gpu-check.txt -c requirements/constraints.txt \
+	  -d $(GPU_WHEELHOUSE)
+	src="$$($(PY) -m hfserve.packaged_model)"; for f in config.json tokenizer.json tokenizer_config.json vocab.txt \
+	  special_tokens_map.json modules.json sentence_bert_config.json; do cp "$$src/$$f" $(GPU_WHEELHOUSE)/minilm-files/; done; \
+	  cp -r "$$src/1_Pooling" $(GPU_WHEELHOUSE)/minilm-files/
+	@size=$$(du -sm $(GPU_WHEELHOUSE) | cut -f1); echo "$(GPU_WHEELHOUSE): $$size MiB (budget $(GPU_WHEELHOUSE_MIB) MiB)"; \
+	  test $$size -le $(GPU_WHEELHOUSE_MIB) || { echo "over the budget: see docs/benchmarks.md (GPU check)" >&2; exit 1; }
+
+gpu-check: ## On a GPU machine: install $(GPU_WHEELHOUSE) offline, then both runtimes vs the raw fp16 forward (GPU_CHECK_DEVICE=cpu: dry run here)
+ifeq ($(GPU_CHECK_DEVICE),cpu)
+	PYTHONPATH=$(CURDIR)/serving_code:$(CURDIR) $(PY) -m loadtests.gpu_check --device cpu $(GPU_CHECK_ARGS)
+else
+	$(GPU_PYTHON) -m pip install --quiet --no-index --no-deps --find-links $(GPU_WHEELHOUSE) -r requirements/gpu-check.txt
+	PYTHONPATH=$(CURDIR)/serving_code:$(CURDIR) $(GPU_PYTHON) -m loadtests.gpu_check --device $(GPU_CHECK_DEVICE) \
+	  --wheelhouse $(GPU_WHEELHOUSE) $(GPU_CHECK_ARGS)
+endif

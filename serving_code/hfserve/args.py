@@ -13,7 +13,7 @@ from .serving.controls import http_controls
 from .serving.settings import ModelSettings
 from .tasks import Task
 from .tasks.detect import infer_task
-from .tasks.options import DEVICE_CHOICES, DTYPE_CHOICES
+from .tasks.options import DEVICE_CHOICES, DTYPE_CHOICES, ENGINE_CHOICES, QUANTIZE_CHOICES
 from .tasks.tokenization import TokenizerOptions
 
 
@@ -38,6 +38,19 @@ def add_execution_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto",
                        help="Weights dtype; auto is float16 on a GPU and float32 on the CPU")
     group.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    add_engine_args(group)
+
+
+def add_engine_args(group) -> None:
+    """--engine, --quantize, --onnx_cache_dir: shared by runtime 1 and the Triton launcher."""
+    group.add_argument("--engine", choices=ENGINE_CHOICES, default="torch",
+                       help="Encoder tasks: run the model with torch, or with ONNX Runtime (graph shipped as "
+                            "onnx/model.onnx in the model directory, else exported at load into --onnx_cache_dir)")
+    group.add_argument("--quantize", choices=QUANTIZE_CHOICES, default="none",
+                       help="With --engine onnx on the CPU: int8 dynamic quantization of the weight matrices")
+    group.add_argument("--onnx_cache_dir", type=Path, default=None,
+                       help="Writable folder for exported and quantized graphs (default: $HFSERVE_CACHE_DIR/onnx, "
+                            "else the system temp folder); never the model directory")
 
 
 def add_tokenizer_args(parser: argparse.ArgumentParser) -> None:

@@ -1,1 +1,1 @@
-"""Model execution with torch: the only place that runs a forward pass or generation."""
+"""Model execution: the only place that runs a forward pass or generation (torch, or ONNX Runtime for encoders)."""

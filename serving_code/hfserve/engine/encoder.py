@@ -40,7 +40,7 @@ class EncoderEngine:
         self.input_names = tuple(
             name for name in ("input_ids", "attention_mask", "token_type_ids") if name in accepted
         )
-        self.output_specs = self._output_specs()
+        self.output_specs = output_specs(task, model.config)
 
     @classmethod
     def load(cls, model_dir: Path, task: Task | str | None = None, dtype: str = "auto", device: str = "auto",
@@ -56,25 +56,33 @@ class EncoderEngine:
         pooling = read_pooling_config(Path(model_dir)).mode if task == Task.TEXT_EMBEDDING else "mean"
         return cls(model, task, torch_device, pooling)
 
-    def _output_specs(self) -> dict[str, tuple[str, list[int]]]:
-        config = self.model.config
-        if self.task == Task.TEXT_EMBEDDING:
-            return {"embeddings": ("FP32", [config.hidden_size])}
-        if self.task in (Task.SEQUENCE_CLASSIFICATION, Task.RERANK):
-            return {"logits": ("FP32", [config.num_labels])}
-        if self.task == Task.TOKEN_CLASSIFICATION:
-            return {"logits": ("FP32", [-1, config.num_labels])}
-        return {"logits": ("FP32", [-1, config.vocab_size])}
+    @property
+    def config(self):
+        return self.model.config
 
     @torch.inference_mode()
     def forward(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         tensors = {name: torch.from_numpy(np.ascontiguousarray(inputs[name])).to(self.device)
                    for name in self.input_names if name in inputs}
+        return {name: _to_numpy(value) for name, value in self.forward_tensors(tensors).items()}
+
+    def forward_tensors(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The model and, for embeddings, pooling: what `forward` runs and what the ONNX export traces."""
         output = self.model(**tensors)
         if self.task == Task.TEXT_EMBEDDING:
-            pooled = pool(output.last_hidden_state, tensors["attention_mask"], self.pooling)
-            return {"embeddings": _to_numpy(pooled)}
-        return {"logits": _to_numpy(output.logits)}
+            return {"embeddings": pool(output.last_hidden_state, tensors["attention_mask"], self.pooling)}
+        return {"logits": output.logits}
+
+
+def output_specs(task: Task, config) -> dict[str, tuple[str, list[int]]]:
+    """Named float32 outputs of a task's forward pass and their per-row dims (-1: the sequence length)."""
+    if task == Task.TEXT_EMBEDDING:
+        return {"embeddings": ("FP32", [config.hidden_size])}
+    if task in (Task.SEQUENCE_CLASSIFICATION, Task.RERANK):
+        return {"logits": ("FP32", [config.num_labels])}
+    if task == Task.TOKEN_CLASSIFICATION:
+        return {"logits": ("FP32", [-1, config.num_labels])}
+    return {"logits": ("FP32", [-1, config.vocab_size])}
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, mode: str) -> torch.Tensor:

@@ -27,10 +27,13 @@ def build_parser():
 def build_model(args):
     settings = cli.model_settings(args)
     if settings.task.is_generative:
+        if args.engine != "torch" or args.quantize != "none":
+            raise ValueError("--engine onnx and --quantize serve encoder tasks; generative tasks run with torch")
         return GenerativeModel(settings, dtype=args.dtype, device=args.device)
     return InProcessEncoderModel(settings, dtype=args.dtype, device=args.device,
                                  max_batch_size=args.max_batch_size, max_batch_delay_ms=args.max_batch_delay_ms,
-                                 max_batch_tokens=args.max_batch_tokens)
+                                 max_batch_tokens=args.max_batch_tokens, engine=args.engine, quantize=args.quantize,
+                                 onnx_cache_dir=args.onnx_cache_dir)
 
 
 def main(argv: list[str] | None = None) -> None:

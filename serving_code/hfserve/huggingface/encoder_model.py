@@ -5,7 +5,7 @@ import time
 import numpy as np
 
 from ..engine.batcher import DynamicBatcher
-from ..engine.encoder import EncoderEngine
+from ..engine.loading import load_encoder_engine
 from ..engine.passes import limits_for_device
 from ..serving.encoder_model import FORWARD_SECONDS, EncoderTaskModel, split_rows
 from ..serving.settings import ModelSettings
@@ -14,14 +14,18 @@ from ..tasks.tokenization import EncodedText
 
 class InProcessEncoderModel(EncoderTaskModel):
     def __init__(self, settings: ModelSettings, dtype: str = "auto", device: str = "auto",
-                 max_batch_size: int = 32, max_batch_delay_ms: float = 0.0, max_batch_tokens: int | None = None):
+                 max_batch_size: int = 32, max_batch_delay_ms: float = 0.0, max_batch_tokens: int | None = None,
+                 engine: str = "torch", quantize: str = "none", onnx_cache_dir=None):
         super().__init__(settings)
         self.dtype = dtype
         self.device = device
         self.max_batch_size = max_batch_size
         self.max_batch_delay_ms = max_batch_delay_ms
         self.max_batch_tokens = max_batch_tokens
-        self.engine: EncoderEngine | None = None
+        self.engine_kind = engine
+        self.quantize = quantize
+        self.onnx_cache_dir = onnx_cache_dir
+        self.engine = None  # EncoderEngine or OnnxEncoderEngine
         self.batcher: DynamicBatcher | None = None
 
     @property
@@ -29,9 +33,10 @@ class InProcessEncoderModel(EncoderTaskModel):
         return self.engine.input_names
 
     def load(self) -> bool:
-        self.engine = EncoderEngine.load(
-            self.settings.model_dir, self.settings.task, dtype=self.dtype, device=self.device,
-            trust_remote_code=self.settings.tokenizer.trust_remote_code,
+        self.engine = load_encoder_engine(
+            self.settings.model_dir, self.settings.task, engine=self.engine_kind, dtype=self.dtype,
+            device=self.device, trust_remote_code=self.settings.tokenizer.trust_remote_code,
+            quantize=self.quantize, onnx_cache_dir=self.onnx_cache_dir,
         )
         self.load_text_side()
         limits = limits_for_device(self.engine.device.type, self.max_batch_size, self.max_batch_tokens)

@@ -2,3 +2,5 @@
 
 DTYPE_CHOICES = ("auto", "float32", "float16", "bfloat16")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
+ENGINE_CHOICES = ("torch", "onnx")
+QUANTIZE_CHOICES = ("none", "int8")

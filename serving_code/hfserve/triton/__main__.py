@@ -24,7 +24,13 @@ from pathlib import Path
 
 from ..drain_delay import default_delay_s
 from .local_server import TritonNotFound, find_triton
-from .repository import EXIT_GENERATIVE, GenerativeTaskRefused, add_repository_args, check_encoder_task
+from .repository import (
+    EXIT_GENERATIVE,
+    GenerativeTaskRefused,
+    add_repository_args,
+    check_encoder_task,
+    native_onnx_backend_available,
+)
 from .supervisor import ADMIN_HEADER, TritonProcess
 
 log = logging.getLogger("hfserve.triton")
@@ -53,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tritonserver", default=None,
                         help="tritonserver binary (default: on PATH, else the nvidia-pytriton wheel's copy)")
     parser.add_argument("--log_verbose", type=int, default=0)
+    parser.add_argument("--onnx_backend", choices=["auto", "native", "python"], default="auto",
+                        help="with --engine onnx: Triton's onnxruntime backend (native), or the Python backend "
+                             "running ONNX Runtime; auto: native when the Triton install has backends/onnxruntime")
     return parser
 
 
@@ -83,13 +92,22 @@ def triton_command(binary: Path, backend_dir: Path | None, args, shm_prefix: str
     return command
 
 
-def build_repository_in_child(args) -> tuple[int, dict]:
+def resolve_onnx_backend(choice: str, install) -> str:
+    if choice != "auto":
+        return choice
+    return "native" if native_onnx_backend_available(install.backend_dir, install.binary) else "python"
+
+
+def build_repository_in_child(args, onnx_backend: str = "python") -> tuple[int, dict]:
     argv = [sys.executable, "-m", "hfserve.triton.repository",
             "--model_name", args.model_name, "--model_dir", str(args.model_dir),
             "--repository_dir", str(args.repository_dir), "--dtype", args.dtype, "--device", args.device,
             "--max_batch_size", str(args.max_batch_size),
             "--preferred_batch_sizes", ",".join(str(b) for b in args.preferred_batch_sizes),
-            "--max_queue_delay_us", str(args.max_queue_delay_us), "--instance_count", str(args.instance_count)]
+            "--max_queue_delay_us", str(args.max_queue_delay_us), "--instance_count", str(args.instance_count),
+            "--engine", args.engine, "--quantize", args.quantize, "--onnx_backend", onnx_backend]
+    if args.onnx_cache_dir:
+        argv += ["--onnx_cache_dir", str(args.onnx_cache_dir)]
     if args.task:
         argv += ["--task", args.task]
     if args.trust_remote_code:
@@ -122,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.tokenizer_export_dir:
         copied = export_tokenizer_files_logged(args.model_dir, args.tokenizer_export_dir)
         log.info("exported %d tokenizer/config files to %s", copied, args.tokenizer_export_dir)
-    status, built = build_repository_in_child(args)
+    status, built = build_repository_in_child(args, resolve_onnx_backend(args.onnx_backend, install))
     if status:
         return status
     log.info("model repository %s/%s: %s", args.repository_dir, args.model_name, built)

@@ -1,7 +1,8 @@
-"""Triton Python-backend model serving one Hugging Face encoder checkpoint with `EncoderEngine`.
+"""Triton Python-backend model serving one Hugging Face encoder checkpoint with `EncoderEngine` (or the ONNX one).
 
 The repository builder copies this file to `<repository>/<model>/1/model.py`; Triton's Python-backend stub runs it.
-Parameters come from `config.pbtxt`: model_dir, task, dtype, trust_remote_code.
+Parameters come from `config.pbtxt`: model_dir, task, dtype, trust_remote_code, engine (torch | onnx: then
+quantize and onnx_cache_dir too).
 
 Triton's dynamic batcher hands `execute` a list of requests, each holding a [b_i, T_i] batch of token ids (the
 transformer pads the texts of one request to a common length; `allow_ragged_batch` lets requests of different T_i
@@ -39,22 +40,28 @@ class TritonPythonModel:
         if params.get("hfserve_path") and Path(params["hfserve_path"], "hfserve").is_dir():
             sys.path.insert(0, params["hfserve_path"])
 
-        import torch
-
-        from hfserve.engine.encoder import EncoderEngine
+        from hfserve.engine.loading import load_encoder_engine
         from hfserve.engine.passes import limits_for_device, plan_passes
 
         model_dir = Path(params["model_dir"])
-        device = "cpu"
+        engine = params.get("engine") or "torch"
+        device, device_id = "cpu", 0
         if args.get("model_instance_kind") == "GPU":
-            torch.cuda.set_device(int(args.get("model_instance_device_id", 0)))
-            device = "cuda"
-        self.engine = EncoderEngine.load(
+            device, device_id = "cuda", int(args.get("model_instance_device_id", 0))
+            if engine == "torch":
+                import torch
+
+                torch.cuda.set_device(device_id)
+        self.engine = load_encoder_engine(
             model_dir,
             task=params.get("task") or None,
+            engine=engine,
             dtype=params.get("dtype") or "auto",
             device=device,
             trust_remote_code=params.get("trust_remote_code", "false").lower() == "true",
+            quantize=params.get("quantize") or "none",
+            onnx_cache_dir=Path(params["onnx_cache_dir"]) if params.get("onnx_cache_dir") else None,
+            device_id=device_id,
         )
         self.plan_passes = plan_passes
         self.early_responses = hasattr(pb_utils, "TRITONSERVER_RESPONSE_COMPLETE_FINAL")
@@ -65,7 +72,7 @@ class TritonPythonModel:
         self.output_names = [o["name"] for o in self.model_config["output"]]
         # Token-level outputs ([B, T, ...]) are trimmed back to each request's own length.
         self.token_level = {o["name"]: (list(o["dims"])[:1] == [-1]) for o in self.model_config["output"]}
-        config = self.engine.model.config
+        config = self.engine.config
         pad = getattr(config, "pad_token_id", None)
         self.pad_values = {"input_ids": int(pad) if isinstance(pad, int) and pad >= 0 else 0,
                            "attention_mask": 0, "token_type_ids": 0}

@@ -3,6 +3,11 @@
     <repository_dir>/<model_name>/config.pbtxt
     <repository_dir>/<model_name>/1/model.py      (hfserve.triton.model_py, runs hfserve.engine.encoder.EncoderEngine)
 
+With `--engine onnx` the graph of hfserve.engine.onnx_export is prepared here (in its cache) and served either by
+Triton's native onnxruntime backend (`--onnx_backend native`: `1/model.onnx`, no Python in the serving path) or,
+where the Triton install has no such backend (the nvidia-pytriton wheel's), by the same model.py running ONNX
+Runtime (`--onnx_backend python`). The launcher picks: native when `<backends>/onnxruntime` exists.
+
 `python -m hfserve.triton.repository --model_name N --model_dir D --repository_dir R [...]` builds it from the command
 line (the launcher runs it in a child process so that the long-lived supervisor never imports torch).
 Encoder tasks only: generative checkpoints are refused with `GenerativeTaskRefused`.
@@ -20,11 +25,14 @@ from pathlib import Path
 
 from ..tasks import ENCODER_TASKS, Task
 from ..tasks.detect import infer_task
+from ..tasks.options import ENGINE_CHOICES, QUANTIZE_CHOICES
 
 MODEL_FILE = Path(__file__).with_name("model_py.py")
 MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 # Exit status of the launcher and the builder when the checkpoint's task is generative.
 EXIT_GENERATIVE = 3
+ONNX_BACKENDS = ("native", "python")
+ONNX_MODEL_FILE = "model.onnx"
 
 
 class GenerativeTaskRefused(ValueError):
@@ -52,6 +60,15 @@ class RepositorySpec:
     instance_count: int = 1
     trust_remote_code: bool = False
     max_batch_tokens: int | None = None  # model.py's per-pass token bound; None: its device default
+    engine: str = "torch"
+    quantize: str = "none"
+    onnx_cache_dir: Path | None = None
+    onnx_backend: str = "python"
+    onnx_file: Path | None = None  # the prepared graph, for the native backend
+
+    @property
+    def native_onnx(self) -> bool:
+        return self.engine == "onnx" and self.onnx_backend == "native"
 
 
 def check_encoder_task(model_dir: Path, task: str | Task | None) -> Task:
@@ -93,25 +110,31 @@ def _q(value: str) -> str:
 
 def render_config(spec: RepositorySpec) -> str:
     # allow_ragged_batch: requests of different lengths may share one execute() (the dynamic batcher otherwise only
-    # merges requests of identical shapes); model.py pads them to a common length itself.
+    # merges requests of identical shapes); model.py pads them to a common length itself. Triton's onnxruntime
+    # backend cannot take ragged inputs, so there the dynamic batcher merges only requests of one shape.
     preferred = [b for b in spec.preferred_batch_sizes if 0 < b <= spec.max_batch_size]
+    ragged = "" if spec.native_onnx else "\n    allow_ragged_batch: true"
     lines = [
         f"name: {_q(spec.model_name)}",
-        'backend: "python"',
+        'backend: "onnxruntime"' if spec.native_onnx else 'backend: "python"',
         f"max_batch_size: {spec.max_batch_size}",
-        "dynamic_batching {",
     ]
+    if spec.native_onnx:
+        lines.append(f"default_model_filename: {_q(ONNX_MODEL_FILE)}")
+    lines.append("dynamic_batching {")
     if preferred:
         lines.append(f"  preferred_batch_size: [ {', '.join(str(b) for b in preferred)} ]")
     lines += [f"  max_queue_delay_microseconds: {spec.max_queue_delay_us}", "}", "input ["]
     lines.append(",\n".join(
-        f'  {{\n    name: {_q(name)}\n    data_type: TYPE_INT64\n    dims: [ -1 ]\n    allow_ragged_batch: true\n  }}'
+        f'  {{\n    name: {_q(name)}\n    data_type: TYPE_INT64\n    dims: [ -1 ]{ragged}\n  }}'
         for name in spec.input_names))
     lines += ["]", "output ["]
     lines.append(",\n".join(
         f'  {{\n    name: {_q(name)}\n    data_type: TYPE_{dtype}\n    dims: [ {", ".join(str(d) for d in dims)} ]\n  }}'
         for name, (dtype, dims) in spec.output_specs.items()))
     lines += ["]", "instance_group [", f"  {{\n    count: {spec.instance_count}\n    kind: {spec.kind}\n  }}", "]"]
+    if spec.native_onnx:
+        return "\n".join(lines) + "\n"
     params = {
         "model_dir": str(Path(spec.model_dir).resolve()),
         "task": spec.task.model_task.value,
@@ -122,6 +145,9 @@ def render_config(spec: RepositorySpec) -> str:
         # the copied model.py and the package it calls always come from one source tree.
         "hfserve_path": str(Path(__file__).resolve().parents[2]),
     }
+    if spec.engine == "onnx":
+        params.update(engine="onnx", quantize=spec.quantize,
+                      onnx_cache_dir=str(Path(spec.onnx_cache_dir).resolve()) if spec.onnx_cache_dir else "")
     for key, value in params.items():
         lines.append(f"parameters: {{\n  key: {_q(key)}\n  value: {{ string_value: {_q(value)} }}\n}}")
     return "\n".join(lines) + "\n"
@@ -134,7 +160,12 @@ def write_repository(spec: RepositorySpec, repository_dir: Path) -> Path:
         shutil.rmtree(model_folder)
     (model_folder / "1").mkdir(parents=True)
     (model_folder / "config.pbtxt").write_text(render_config(spec))
-    shutil.copyfile(MODEL_FILE, model_folder / "1" / "model.py")
+    if spec.native_onnx:
+        for part in [spec.onnx_file, *Path(spec.onnx_file).parent.glob(Path(spec.onnx_file).name + ".data")]:
+            dest = ONNX_MODEL_FILE if part == spec.onnx_file else ONNX_MODEL_FILE + ".data"
+            shutil.copyfile(part, model_folder / "1" / dest)
+    else:
+        shutil.copyfile(MODEL_FILE, model_folder / "1" / "model.py")
     return model_folder
 
 
@@ -151,6 +182,10 @@ def build_repository(
     instance_count: int = 1,
     trust_remote_code: bool = False,
     max_batch_tokens: int | None = None,
+    engine: str = "torch",
+    quantize: str = "none",
+    onnx_cache_dir: Path | None = None,
+    onnx_backend: str = "python",
 ) -> RepositorySpec:
     if not MODEL_NAME_RE.match(model_name):
         raise ValueError(f"model name {model_name!r} is not a valid Triton model name ([A-Za-z0-9_.-]+)")
@@ -162,6 +197,11 @@ def build_repository(
         raise ValueError("--max_queue_delay_us must not be negative")
     if max_batch_tokens is not None and max_batch_tokens < 1:
         raise ValueError("--max_batch_tokens must be at least 1")
+    if engine not in ENGINE_CHOICES or quantize not in QUANTIZE_CHOICES or onnx_backend not in ONNX_BACKENDS:
+        raise ValueError(f"engine {engine!r}, quantize {quantize!r}, onnx_backend {onnx_backend!r}: choose from "
+                         f"{ENGINE_CHOICES}, {QUANTIZE_CHOICES}, {ONNX_BACKENDS}")
+    if quantize != "none" and engine != "onnx":
+        raise ValueError(f"--quantize {quantize} needs --engine onnx")
     model_dir = Path(model_dir)
     resolved = check_encoder_task(model_dir, task)
     if device == "cuda":
@@ -174,15 +214,40 @@ def build_repository(
         kind = "KIND_GPU" if cuda_available() else "KIND_CPU"
     else:
         raise ValueError(f"unknown device {device!r}; choose auto, cpu or cuda")
+    if quantize != "none" and kind == "KIND_GPU":
+        raise ValueError("--quantize int8 is a CPU option; on a GPU serve the float32 graph")
     input_names, output_specs = describe_model(model_dir, resolved, trust_remote_code)
+    onnx_file = None
+    if engine == "onnx":
+        from ..engine.onnx_export import prepare_onnx_model
+
+        onnx_file = prepare_onnx_model(model_dir, resolved, onnx_cache_dir, quantize, trust_remote_code)
+        input_names = onnx_input_names(onnx_file)
     spec = RepositorySpec(
         model_name=model_name, model_dir=model_dir, task=resolved, input_names=tuple(input_names),
         output_specs=dict(output_specs), dtype=dtype, kind=kind, max_batch_size=max_batch_size,
         preferred_batch_sizes=sorted(set(preferred_batch_sizes)), max_queue_delay_us=max_queue_delay_us,
         instance_count=instance_count, trust_remote_code=trust_remote_code, max_batch_tokens=max_batch_tokens,
+        engine=engine, quantize=quantize,
+        onnx_cache_dir=Path(onnx_cache_dir) if onnx_cache_dir else None, onnx_backend=onnx_backend,
+        onnx_file=onnx_file,
     )
     write_repository(spec, Path(repository_dir))
     return spec
+
+
+def onnx_input_names(path: Path) -> tuple[str, ...]:
+    """The graph's token inputs in the engine's order (a shipped graph may lack token_type_ids)."""
+    import onnx
+
+    graph_inputs = {i.name for i in onnx.load(str(path), load_external_data=False).graph.input}
+    return tuple(name for name in ("input_ids", "attention_mask", "token_type_ids") if name in graph_inputs)
+
+
+def native_onnx_backend_available(backend_dir: Path | None, binary: Path) -> bool:
+    """Whether this Triton install has the onnxruntime backend (NVIDIA's image: /opt/tritonserver/backends)."""
+    folder = Path(backend_dir) if backend_dir else Path(binary).resolve().parent.parent / "backends"
+    return (folder / "onnxruntime").is_dir()
 
 
 def parse_batch_sizes(text: str) -> list[int]:
@@ -209,6 +274,13 @@ def add_repository_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max_batch_tokens", type=int, default=None,
                         help="Most padded tokens in one forward pass inside Triton's batch (default: 2048 CPU, "
                              "16384 GPU)")
+    parser.add_argument("--engine", choices=ENGINE_CHOICES, default="torch",
+                        help="torch, or ONNX Runtime (graph shipped in the model directory or exported at start)")
+    parser.add_argument("--quantize", choices=QUANTIZE_CHOICES, default="none",
+                        help="with --engine onnx on the CPU: int8 dynamic quantization")
+    parser.add_argument("--onnx_cache_dir", type=Path, default=None,
+                        help="writable folder for exported graphs (default: $HFSERVE_CACHE_DIR/onnx, else the "
+                             "system temp folder)")
 
 
 def build_from_args(args: argparse.Namespace, repository_dir: Path) -> RepositorySpec:
@@ -217,6 +289,8 @@ def build_from_args(args: argparse.Namespace, repository_dir: Path) -> Repositor
         max_batch_size=args.max_batch_size, preferred_batch_sizes=args.preferred_batch_sizes,
         max_queue_delay_us=args.max_queue_delay_us, instance_count=args.instance_count,
         trust_remote_code=args.trust_remote_code, max_batch_tokens=args.max_batch_tokens,
+        engine=args.engine, quantize=args.quantize,
+        onnx_cache_dir=args.onnx_cache_dir, onnx_backend=getattr(args, "onnx_backend", "python"),
     )
 
 
@@ -224,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hfserve.triton.repository", description=__doc__.splitlines()[0])
     add_repository_args(parser)
     parser.add_argument("--repository_dir", required=True, type=Path)
+    parser.add_argument("--onnx_backend", choices=ONNX_BACKENDS, default="python",
+                        help="with --engine onnx: Triton's native onnxruntime backend, or model.py running ONNX Runtime")
     args = parser.parse_args(argv)
     try:
         spec = build_from_args(args, args.repository_dir)
@@ -234,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps({"model": spec.model_name, "task": spec.task.value, "kind": spec.kind,
+                      "engine": spec.engine, "quantize": spec.quantize,
+                      "backend": "onnxruntime" if spec.native_onnx else "python",
                       "inputs": list(spec.input_names), "outputs": {k: list(v) for k, v in spec.output_specs.items()}}))
     return 0
 

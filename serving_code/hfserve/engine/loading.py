@@ -1,0 +1,30 @@
+"""Pick the encoder engine for --engine: torch (EncoderEngine) or ONNX Runtime (OnnxEncoderEngine).
+
+Both take the same token inputs and return the same named outputs, so callers (the in-process model, Triton's
+Python backend) do not know which one runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..tasks import Task
+from ..tasks.options import ENGINE_CHOICES
+
+
+def load_encoder_engine(model_dir: Path, task: Task | str | None = None, engine: str = "torch", dtype: str = "auto",
+                        device: str = "auto", trust_remote_code: bool = False, quantize: str = "none",
+                        onnx_cache_dir: Path | None = None, device_id: int = 0):
+    if engine not in ENGINE_CHOICES:
+        raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINE_CHOICES)}")
+    if engine == "onnx":
+        from .onnx_engine import OnnxEncoderEngine
+
+        return OnnxEncoderEngine.load(model_dir, task, dtype=dtype, device=device,
+                                      trust_remote_code=trust_remote_code, quantize=quantize,
+                                      cache_dir=onnx_cache_dir, device_id=device_id)
+    if quantize != "none":
+        raise ValueError(f"--quantize {quantize} needs --engine onnx")
+    from .encoder import EncoderEngine
+
+    return EncoderEngine.load(model_dir, task, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
