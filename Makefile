@@ -162,7 +162,7 @@ images: $(if $(filter podman,$(CONTAINER_ENGINE)),podman-conf)
 
 POD_TEST_ARGS ?=
 pod-test: $(STAMP) images ## Build the images, run both runtimes as podman pods (chart security context), conformance suite against them
-	$(SUDO)$(PY) -m pytest conformance -p no:cacheprovider -o timeout=900 -rfEs --target pods $(POD_TEST_ARGS)
+	$(SUDO)$(PY) -m pytest conformance -p no:cacheprovider -o timeout=900 -rfEs --target pods --recovery-timeout 420 $(POD_TEST_ARGS)
 
 # Releases: .github/workflows/release.yml on a tag vX.Y.Z; the same checks here without pushing.
 RELEASE_TAG ?= $(or $(GITHUB_REF_NAME),v$(IMAGE_TAG))

@@ -37,13 +37,14 @@ GROUPS = {
     "limits": "truncation, request size and item count limits",
     "tasks": "tiny checkpoints of the other encoder and generative tasks",
     "cluster": "only on a real cluster (KUBECONFIG)",
+    "pods": "the images run as podman pods under the chart's security context (--target pods)",
 }
 
 
 def pytest_addoption(parser):
     g = parser.getgroup("conformance")
     g.addoption("--target", default=os.environ.get("CONFORMANCE_TARGET", "local"),
-                help="local (default) | cluster | http://host:port[,http://host2:port]")
+                help="local (default) | pods (podman pods of the built images) | cluster | http://host:port[,...]")
     g.addoption("--model-name", default="", help="model name(s) served at --target URLs, comma separated (default minilm)")
     g.addoption("--runtime", default="", help="runtime behind each URL: huggingface | triton (comma separated)")
     g.addoption("--grpc-target", default="", help="V2 gRPC host:port per URL (default: the HTTP port + 1)")
@@ -93,7 +94,7 @@ class Target:
         self.config = config
         self.name = config.getoption("--target")
         self.kubeconfig = os.environ.get("KUBECONFIG", "")
-        self.kind = "local" if self.name == "local" else "cluster" if self.name == "cluster" else "url"
+        self.kind = self.name if self.name in ("local", "pods", "cluster") else "url"
         self.local: T.LocalPool | None = None
         self.cluster: T.ClusterPool | None = None
         self.urls: dict[str, T.Deployment] = {}
@@ -102,6 +103,11 @@ class Target:
         if self.kind == "local":
             self._tmp = tempfile.TemporaryDirectory(prefix="hfserve-conformance-")
             self.local = T.LocalPool(Path(self._tmp.name))
+        elif self.kind == "pods":  # the MiniLM deployments as podman pods of the images (make pod-test)
+            from conformance.podman_pod import PodmanPod
+
+            self._tmp = tempfile.TemporaryDirectory(prefix="hfserve-pods-")
+            self.local = T.LocalPool(Path(self._tmp.name), startup_timeout=600.0, pod_factory=PodmanPod.start)
         elif self.kind == "url":
             split = lambda opt: [v for v in config.getoption(opt).split(",") if v]  # noqa: E731
             dim = config.getoption("--embedding-dim") or None
@@ -115,7 +121,7 @@ class Target:
 
     # deployment ids per fixture, at collection time
     def minilm_ids(self) -> list[str]:
-        if self.kind == "local":
+        if self.kind in ("local", "pods"):
             return ["huggingface", "triton"]
         if self.kind == "cluster":
             return ["huggingface", "triton"]
@@ -146,7 +152,7 @@ class Target:
         return [f"huggingface-tiny-{k}" for k in T.TINY_GENERATIVE_KINDS] if self.kind == "local" else []
 
     def get(self, dep_id: str) -> T.Deployment:
-        if self.kind == "local":
+        if self.kind in ("local", "pods"):
             return self.local.get(dep_id)
         if self.kind == "cluster":
             if not self.kubeconfig:
@@ -203,6 +209,10 @@ def pytest_collection_modifyitems(config, items):
         if item.get_closest_marker("cluster") and not os.environ.get("KUBECONFIG"):
             item.add_marker(pytest.mark.skip(reason="no cluster: KUBECONFIG is not set"))
     for item in items:
+        if item.get_closest_marker("pods") and target.kind != "pods":
+            drop.append(item)  # checks of the podman pods themselves: --target pods only
+            target.not_applicable.append((item.nodeid, "checks the podman pods: --target pods only"))
+            continue
         params = getattr(getattr(item, "callspec", None), "params", {})
         # Parity needs two endpoints and the task coverage uses tiny models built here: with one
         # URL (or on a cluster) those tests do not apply. They are deselected and listed in the report.

@@ -9,7 +9,7 @@
 # backends at its default path and the launcher finds it on PATH, as in NVIDIA's image.
 set -eu
 out=$1
-wheel=$(python -c 'import pathlib, pytriton; print(pathlib.Path(pytriton.__file__).parent)')
+wheel=$(python -c 'import importlib.util, pathlib; print(pathlib.Path(importlib.util.find_spec("pytriton").origin).parent)')
 stub=$wheel/tritonserver/python_backend_stubs/3.11/triton_python_backend_stub
 mkdir -p "$out/opt/tritonserver/backends/python"
 if [ ! -x /opt/tritonserver/bin/tritonserver ]; then
