@@ -53,7 +53,6 @@ from typing import Any
 
 from conformance.pod_emulation import (
     MODEL_MOUNT,
-    NAME_PLACEHOLDER,
     SERVING_CONTAINER,
     TRANSFORMER_CONTAINER,
     PodError,
@@ -63,6 +62,8 @@ from conformance.pod_emulation import (
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_VOLUME = "kserve-provision-location"
+NAME_PLACEHOLDER = "{{.Name}}"  # KServe replaces it with the InferenceService's name
+NOT_RUN = ("queue-proxy",)  # Knative's sidecar (Serverless mode): a cluster's part, not the runtime's
 PODMAN = os.environ.get("PODMAN", "podman")
 
 _LIVE_PODS: set[str] = set()
@@ -76,13 +77,25 @@ _LIVE_LOCK = threading.Lock()
 def assemble_pod(runtime: str, model_name: str, values: dict[str, Any] | None = None) -> dict[str, Any]:
     """The core/v1 Pod that KServe creates for an InferenceService of `runtime` serving `model_name`.
 
-    Today: the chart rendered by the real Helm engine; the runtime's containers with KServe's
-    `{{.Name}}` placeholder replaced; the model volume mounted read-only at /mnt/models into
-    kserve-container and transformer-container (the storage initializer's mount, as
-    conformance/pod_emulation.py does); restartPolicy Always (KServe's Deployment).
-    Seam: when the executable model of KServe's pod assembly (branch i8-kserve) lands, this
-    function returns its result instead; everything below consumes only the Pod.
+    The one seam between the chart and podman. Where `conformance.pod_emulation.build_pod` exists
+    (the executable model of KServe's pod assembly, conformance/kserve_model, issue 8), the pod is
+    its result; until then, the chart's runtime as rendered by Helm's engine (`_rendered_pod`).
+    Everything below consumes only the Pod. Init containers (the storage initializer) are not run:
+    the model directory stands for what it would download. restartPolicy: KServe's Deployment
+    (and Knative's) pods restart always.
     """
+    from conformance import pod_emulation
+
+    build_pod = getattr(pod_emulation, "build_pod", None)
+    pod = build_pod(runtime, model_name, values) if build_pod else _rendered_pod(runtime, model_name, values)
+    pod["spec"].setdefault("restartPolicy", "Always")
+    return pod
+
+
+def _rendered_pod(runtime: str, model_name: str, values: dict[str, Any] | None) -> dict[str, Any]:
+    """The rendered runtime's containers with KServe's `{{.Name}}` replaced and the model volume
+    mounted read-only at /mnt/models into kserve-container and transformer-container (KServe's
+    storage initializer injector; the rule conformance/pod_emulation.py follows)."""
     runtime_obj = find_runtime(render_chart(values), runtime)
     spec = json.loads(json.dumps(runtime_obj["spec"]).replace(NAME_PLACEHOLDER, model_name))
     containers = spec["containers"]
@@ -90,7 +103,7 @@ def assemble_pod(runtime: str, model_name: str, values: dict[str, Any] | None = 
         if c["name"] in (SERVING_CONTAINER, TRANSFORMER_CONTAINER):
             c.setdefault("volumeMounts", []).append({"name": MODEL_VOLUME, "mountPath": MODEL_MOUNT, "readOnly": True})
     volumes = list(spec.get("volumes") or []) + [{"name": MODEL_VOLUME, "emptyDir": {}}]
-    pod_spec = {"containers": containers, "volumes": volumes, "restartPolicy": "Always"}
+    pod_spec = {"containers": containers, "volumes": volumes}
     for key in ("securityContext", "terminationGracePeriodSeconds"):
         if key in spec:
             pod_spec[key] = spec[key]
@@ -334,7 +347,8 @@ class PodmanPod:
         podman("pod", "create", "--name", self.name, "--share", "net,ipc,uts", *publish, timeout=120)
         volumes = self._make_volumes(spec.get("volumes") or [])
         for c in spec["containers"]:
-            self._create_container(c, volumes, spec.get("securityContext") or {})
+            if c["name"] not in NOT_RUN:
+                self._create_container(c, volumes, spec.get("securityContext") or {})
 
     def _make_volumes(self, volumes: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
         """Volume name -> ("bind", host dir) | ("volume", podman volume name)."""
@@ -442,13 +456,18 @@ class PodmanPod:
     # -- probes -------------------------------------------------------------------------
 
     def _probe_address(self, c: Container, probe: dict[str, Any]) -> str | None:
-        http = probe.get("httpGet")
-        if not http:
+        """An httpGet probe as its URL, a tcpSocket probe as tcp://127.0.0.1:PORT (host side)."""
+        action = probe.get("httpGet") or probe.get("tcpSocket")
+        if not action:
             return None
-        port = http.get("port")
-        if isinstance(port, str):
-            port = next((p["containerPort"] for p in c.spec.get("ports") or [] if p.get("name") == port), None)
-        return f"{self._url(int(port))}{http.get('path', '/')}"
+        port = action.get("port")
+        if isinstance(port, str) and not port.isdigit():
+            ports = [p for cont in self.pod_obj["spec"]["containers"] for p in cont.get("ports") or []]
+            port = next((p["containerPort"] for p in ports if p.get("name") == port), None)
+        url = self._url(int(port))
+        if "tcpSocket" in probe:
+            return "tcp://" + url.removeprefix("http://")
+        return f"{url}{action.get('path', '/')}"
 
     def _url(self, port: int) -> str:
         if port in self.published:
@@ -459,6 +478,18 @@ class PodmanPod:
 
     @staticmethod
     def _http_ok(url: str, timeout: float) -> str | None:
+        """None when the probe passes, else why not (httpGet: 2xx/3xx; tcpSocket: a connection)."""
+        if url.startswith("tcp://"):
+            host, port = url.removeprefix("tcp://").rsplit(":", 1)
+            try:
+                with socket.create_connection((host, int(port)), timeout=timeout) as s:
+                    s.settimeout(0.2)  # a forward to a closed pod port resets at once
+                    with contextlib.suppress(TimeoutError, socket.timeout):
+                        if s.recv(1, socket.MSG_PEEK) == b"":
+                            return f"{url}: closed"
+                return None
+            except OSError as exc:
+                return f"{url} -> {exc!r}"
         try:
             with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback only
                 return None if 200 <= resp.status < 400 else f"{url} -> {resp.status}"
