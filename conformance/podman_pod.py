@@ -508,19 +508,31 @@ class PodmanPod:
                 c.liveness.start()
 
     def _liveness(self, c: Container, probe: dict[str, Any], url: str) -> None:
-        """The kubelet's liveness probe: `failureThreshold` failures in a row kill the container."""
+        """The kubelet's liveness probe: `failureThreshold` failures in a row kill the container;
+        a (re)started container gets `initialDelaySeconds` before its first check."""
         period = float(probe.get("periodSeconds", 10))
         threshold = int(probe.get("failureThreshold", 3))
         timeout = float(probe.get("timeoutSeconds", 1))
-        if self._stop_probes.wait(float(probe.get("initialDelaySeconds", 0))):
-            return
-        failures = 0
+        delay = float(probe.get("initialDelaySeconds", 0))
+        started, failures = None, 0
         while not self._stop_probes.wait(period):
+            try:
+                pid = self.pid(c.name)
+            except PodError:
+                continue
+            if pid <= 0:  # between an exit and the restart
+                started, failures = None, 0
+                continue
+            if pid != started:  # a new start: wait its initial delay
+                started, failures = pid, 0
+                if self._stop_probes.wait(delay):
+                    return
+                continue
             failures = failures + 1 if self._http_ok(url, timeout) else 0
             if failures >= threshold:
                 with contextlib.suppress(PodError, ProcessLookupError):
                     self.kill(c.name, signal.SIGKILL)
-                failures = 0
+                started, failures = None, 0
 
     def wait_ready(self, timeout: float = 600.0) -> None:
         """Wait until every container's readiness probe passes (the serving container: its probe or
