@@ -17,8 +17,8 @@ podman runs it the way a kubelet would:
   extra tmpfs, capabilities drop/add, allowPrivilegeEscalation, seccomp RuntimeDefault or
   unconfined); `resources.limits` memory and cpu; restart policy Always;
 * volumes: each emptyDir is one host directory (mode 0777, as the kubelet creates them) shared by
-  the containers that mount it; `medium: Memory` is a tmpfs volume of its `sizeLimit` (so /dev/shm
-  is memory-backed and bounded); the model volume /mnt/models is the local model directory,
+  the containers that mount it; `medium: Memory` is a tmpfs of its `sizeLimit` (so /dev/shm is
+  memory-backed and bounded); the model volume /mnt/models is the local model directory,
   read-only, standing in for what KServe's storage initializer downloads;
 * probes: readiness (`wait_ready`) and liveness (a thread that kills a container after
   `failureThreshold` failed checks, like the kubelet; restart policy Always brings it back);
@@ -351,19 +351,21 @@ class PodmanPod:
                 self._create_container(c, volumes, spec.get("securityContext") or {})
 
     def _make_volumes(self, volumes: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
-        """Volume name -> ("bind", host dir) | ("volume", podman volume name)."""
+        """Volume name -> ("bind", host dir) | ("tmpfs", mount options)."""
         out: dict[str, tuple[str, str]] = {}
         for vol in volumes:
             name = vol["name"]
             if name == MODEL_VOLUME:
                 out[name] = ("bind", self.model_dir)
             elif "emptyDir" in vol and (vol["emptyDir"] or {}).get("medium") == "Memory":
+                # A tmpfs of sizeLimit per mount (podman 4.3 refuses a size on tmpfs volumes);
+                # the chart mounts its Memory emptyDir (/dev/shm) into one container only.
+                users = [c["name"] for c in self.pod_obj["spec"]["containers"]
+                         if any(vm["name"] == name for vm in c.get("volumeMounts") or [])]
+                if len(users) > 1:
+                    raise PodError(f"volume {name!r}: a Memory emptyDir shared by {users} cannot run here")
                 size = (vol["emptyDir"] or {}).get("sizeLimit")
-                opts = "mode=1777" + (f",size={_bytes(size)}" if size else "")
-                vname = f"{self.name}-{name}"
-                podman("volume", "create", "--opt", "type=tmpfs", "--opt", "device=tmpfs", "--opt", f"o={opts}", vname)
-                self.tmpfs_volumes.append(vname)
-                out[name] = ("volume", vname)
+                out[name] = ("tmpfs", "tmpfs-mode=1777" + (f",tmpfs-size={_bytes(size)}" if size else ""))
             elif "emptyDir" in vol:
                 d = self.work_dir / "volumes" / name
                 d.mkdir(parents=True)
@@ -397,7 +399,7 @@ class PodmanPod:
             if kind == "bind":
                 cmd += ["--mount", f"type=bind,source={source},destination={vm['mountPath']}{ro}"]
             else:
-                cmd += ["--mount", f"type=volume,source={source},destination={vm['mountPath']}{ro}"]
+                cmd += ["--mount", f"type=tmpfs,destination={vm['mountPath']},{source}{ro}"]
         if c.get("workingDir"):
             cmd += ["--workdir", c["workingDir"]]
         command = [str(a) for a in c.get("command") or []]
