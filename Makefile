@@ -34,11 +34,11 @@ lint: $(STAMP) ## ruff: pyflakes errors and import order across the Python code
 
 test: $(STAMP) ## Run the whole test suite: lint, unit, server, Triton, chart and workflow tests, `make conformance`, `make pod-test`
 	$(MAKE) lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -rs
 	$(MAKE) conformance TARGET=local
 	$(MAKE) pod-test
 
-bench: $(STAMP) ## Benchmark both runtimes beside the raw model forward (concurrency 1, 8, 32); reports/bench/
+bench: $(STAMP) ## Benchmark both runtimes (and their no-batching twins) on uniform and mixed-length corpora, beside the raw forward (concurrency 1, 8, 32); reports/bench/
 	$(PY) -m loadtests.bench $(BENCH_ARGS)
 
 # ---- Conformance, load tests, workflow lint (conformance/, loadtests/, .github/) -------------
@@ -134,14 +134,19 @@ images: $(if $(filter local,$(IMAGE_BASES)),base-image wheelhouse) ## Build the 
 	$(IMAGE_BUILD) -f images/transformer/Dockerfile -t $(IMAGE_PREFIX)/transformer:$(IMAGE_TAG) .
 	$(IMAGE_BUILD) -f images/triton/Dockerfile -t $(IMAGE_PREFIX)/triton:$(IMAGE_TAG) .
 
-cluster-test: $(STAMP) ## On KUBECONFIG's cluster: install the chart, apply the examples, query them (skipped without KUBECONFIG)
-	$(PY) -m pytest -q -rs tests/chart/test_chart_cluster.py
+cluster-test: $(STAMP) ## On KUBECONFIG's cluster: install the chart, apply the examples, query them (fails without a cluster)
+	HFSERVE_CLUSTER_TESTS=required $(PY) -m pytest -q -rs tests/chart/test_chart_cluster.py
 
 TRITON_HTTP_PORT ?= 8000
 TRITON_GRPC_PORT ?= 8001
 TRITON_METRICS_PORT ?= 8002
-.PHONY: serve-triton
-serve-triton: $(STAMP) ## Serve the packaged MiniLM with the kserve-huggingface-triton runtime: transformer on $(HOST):$(PORT), real Triton on TRITON_*_PORT
+.PHONY: serve-triton chaos
+CHAOS_MINUTES ?= 5
+CHAOS_SEED ?= 6
+chaos: $(STAMP) ## Fault-injection soak of the Triton runtime pair (CHAOS_MINUTES, default 5; CHAOS_SEED); reports/chaos/
+	$(PY) -m loadtests.chaos --minutes $(CHAOS_MINUTES) --seed $(CHAOS_SEED)
+
+serve-triton: $(STAMP) ## Serve the packaged MiniLM with the kserve-huggingface-triton runtime: transformer on $(HOST):$(PORT), real Triton on TRITON_*_PORT; a dead side is restarted like the kubelet does
 	$(PY) -m hfserve.triton.dev_serve --model_name $(MODEL_NAME) --model_dir "$$($(PY) -m hfserve.packaged_model)" \
 	  --bind_address $(HOST) --port $(PORT) --triton_http_port $(TRITON_HTTP_PORT) \
 	  --triton_grpc_port $(TRITON_GRPC_PORT) --triton_metrics_port $(TRITON_METRICS_PORT)

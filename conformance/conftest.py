@@ -36,6 +36,7 @@ GROUPS = {
     "bad_input": "malformed and hostile requests get 4xx JSON errors",
     "limits": "truncation, request size and item count limits",
     "tasks": "tiny checkpoints of the other encoder and generative tasks",
+    "tei": "TEI-compatible routes, reranking, truncation control and timing headers",
     "cluster": "only on a real cluster (KUBECONFIG)",
     "pods": "the images run as podman pods under the chart's security context (--target pods)",
 }
@@ -60,6 +61,34 @@ def pytest_addoption(parser):
     g.addoption("--require-gpu", action="store_true", help="fail the gpu group instead of skipping it without a GPU")
     g.addoption("--recovery-timeout", type=float, default=180.0, help="seconds a runtime may take to recover after a restart")
     g.addoption("--reports-dir", default=str(T.REPO / "reports" / "conformance"), help="where JUnit XML and markdown go")
+    g.addoption("--min-executed", type=int, default=None,
+                help="fail the run when fewer tests execute (default: the target's floor, EXECUTED_FLOORS; "
+                     "1 when -m, -k or test ids select a subset)")
+
+
+# A full run that executes fewer tests than this fails: a target that silently skips or deselects
+# everything (no cluster, a broken fixture, a lost group) must not report green. conformance/README.md.
+EXECUTED_FLOORS = {"local": 175, "cluster": 150, "url": 40}
+
+
+def cluster_access() -> str:
+    """The kubeconfig of a kube context that answers, or raise pytest.UsageError saying why there is none.
+
+    KUBECONFIG wins; kubectl's default ~/.kube/config (where kind writes) is used when it is unset."""
+    path = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+    first = path.split(os.pathsep)[0]
+    if not Path(first).is_file():
+        raise pytest.UsageError(f"--target cluster: no kubeconfig ({first} does not exist; set KUBECONFIG)")
+    try:
+        from kubernetes import client, config
+
+        api = config.new_client_from_config(config_file=first)
+        version = client.VersionApi(api).get_code(_request_timeout=15)
+    except Exception as exc:  # noqa: BLE001 - any reason the context is unusable is reported as is
+        raise pytest.UsageError(f"--target cluster: the kube context in {first} does not answer: {exc}") from exc
+    os.environ["KUBECONFIG"] = path  # kubectl and helm, started by the cluster pool, use the same context
+    print(f"conformance: cluster {version.git_version} via {first}")
+    return path
 
 
 def target_slug(target: str) -> str:
@@ -75,6 +104,9 @@ def pytest_configure(config):
     from conformance import protocol
 
     protocol.ATOL = config.getoption("--atol")
+    if config.getoption("--target") == "cluster" and not config.option.collectonly:
+        cluster_access()
+    config.pluginmanager.register(ExecutedFloor(config), "conformance-executed-floor")
     reports = Path(config.getoption("--reports-dir"))
     reports.mkdir(parents=True, exist_ok=True)
     slug = target_slug(config.getoption("--target"))
@@ -114,7 +146,7 @@ class Target:
             for d in T.url_deployments(split("--target"), split("--model-name"), split("--runtime"),
                                        split("--grpc-target"), split("--triton-url"), dim):
                 self.urls[d.id] = d
-        if self.kubeconfig:
+        if self.kind == "cluster":
             examples = config.getoption("--examples") or str(Path(config.getoption("--chart")) / "examples" / "*-cpu.yaml")
             self.cluster = T.ClusterPool(config.getoption("--namespace"), Path(config.getoption("--chart")),
                                          [e for e in examples.split(",") if e])
@@ -155,8 +187,6 @@ class Target:
         if self.kind in ("local", "pods"):
             return self.local.get(dep_id)
         if self.kind == "cluster":
-            if not self.kubeconfig:
-                pytest.skip("no cluster: --target cluster needs KUBECONFIG")
             try:
                 return self.cluster.get(dep_id)
             except LookupError as exc:
@@ -206,8 +236,8 @@ def pytest_collection_modifyitems(config, items):
             gpu = gpu or T.have_gpu()
             if not gpu[0]:
                 item.add_marker(pytest.mark.skip(reason=gpu[1]))
-        if item.get_closest_marker("cluster") and not os.environ.get("KUBECONFIG"):
-            item.add_marker(pytest.mark.skip(reason="no cluster: KUBECONFIG is not set"))
+        if item.get_closest_marker("cluster") and target.kind != "cluster":
+            item.add_marker(pytest.mark.skip(reason="only on a cluster: --target cluster"))
     for item in items:
         if item.get_closest_marker("pods") and target.kind != "pods":
             drop.append(item)  # checks of the podman pods themselves: --target pods only
@@ -328,11 +358,51 @@ def _gates(request):
             if request.config.getoption("--require-gpu"):
                 pytest.fail(f"--require-gpu: {reason}")
             pytest.skip(reason)
-    if request.node.get_closest_marker("cluster") and not os.environ.get("KUBECONFIG"):
-        pytest.skip("no cluster: KUBECONFIG is not set")
-    target = _target(request.config)
-    if target.kind == "cluster" and not target.kubeconfig:
-        pytest.skip("no cluster: --target cluster needs KUBECONFIG")
+    if request.node.get_closest_marker("cluster") and _target(request.config).kind != "cluster":
+        pytest.skip("only on a cluster: --target cluster")
+
+
+# --------------------------------------------------------------------------------------------
+# the executed-test floor
+
+
+class ExecutedFloor:
+    """Counts the tests whose body ran (passed or failed, not skipped) and fails a run below the floor."""
+
+    def __init__(self, config):
+        self.config = config
+        self.executed = 0
+        self.floor = config.getoption("--min-executed")
+        if self.floor is None:
+            name = config.getoption("--target")
+            kind = name if name in ("local", "cluster") else "url"
+            self.floor = 1 if self._subset(config) else EXECUTED_FLOORS[kind]
+        self.message = ""
+
+    @staticmethod
+    def _subset(config) -> bool:
+        """-m, -k, --deselect or a path narrower than the conformance directory select a part of the suite."""
+        here = Path(__file__).resolve().parent
+        narrower = any(Path(arg.split("::")[0]).resolve() != here for arg in config.args)
+        return bool(config.option.markexpr or config.option.keyword or config.option.deselect or narrower)
+
+    def pytest_runtest_logreport(self, report):
+        if report.when == "call" and not report.skipped:
+            self.executed += 1
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session, exitstatus):
+        if self.config.option.collectonly or exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED,
+                                                                pytest.ExitCode.NO_TESTS_COLLECTED):
+            return
+        if self.executed < self.floor:
+            self.message = (f"conformance: only {self.executed} tests executed, below the floor of {self.floor} for "
+                            f"target {self.config.getoption('--target')!r} (see conformance/README.md); failing")
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter):
+        if self.message:
+            terminalreporter.write_line(self.message, red=True, bold=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -349,6 +419,8 @@ class MarkdownSummary:
 
     @staticmethod
     def _group(report) -> str:
+        if "tasks" in report.keywords:  # the task tests also carry their protocol's mark; file them as tasks
+            return "tasks"
         for name in GROUPS:
             if name in report.keywords and name not in ("cluster",):
                 return name
@@ -385,7 +457,7 @@ class MarkdownSummary:
             f"# Conformance report: `{target}`",
             "",
             f"- finished: {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M:%S UTC')}, "
-            f"took {time.time() - self.started:.0f} s, pytest exit status {int(exitstatus)}",
+            f"took {time.time() - self.started:.0f} s, pytest exit status {int(session.exitstatus)}",
             f"- **{total['passed']} passed, {total['failed']} failed, {total['skipped']} skipped**",
             f"- JUnit XML: `{Path(self.config.option.xmlpath).name if getattr(self.config.option, 'xmlpath', None) else '-'}`",
             "",
@@ -403,6 +475,9 @@ class MarkdownSummary:
                 for nodeid, rec in recs:
                     why = " ".join(rec["why"].split())[:400].replace("|", "\\|")
                     lines.append(f"- `{nodeid}`: {why}")
+        floor = self.config.pluginmanager.get_plugin("conformance-executed-floor")
+        if floor is not None and floor.message:
+            lines += ["", f"**{floor.message}**"]
         measured = [(n, r["props"]) for n, r in self.results.items() if r.get("props")]
         if measured:
             lines += ["", "## Measurements", ""]

@@ -5,24 +5,36 @@
         pod.wait_ready(300)
         httpx.post(f"{pod.http_url}/v1/models/minilm:predict", json={"instances": ["hi"]})
 
-What it does, and what it replaces of Kubernetes/KServe (the only thing emulated here is the
-cluster; the chart is rendered by the real Helm engine and the containers' own command, args
-and env are run as they are):
+The pod comes from the KServe model, not from a rewrite of its own: the chart is rendered by the
+real Helm engine, the runtime is paired with an InferenceService named `model_name` that pins it,
+and `conformance.kserve_model.assemble_pod` builds the predictor pod as KServe would (merged
+kserve-container, placeholders by KServe's template rules, container order, /mnt/models mounted
+read-only into kserve-container and transformer-container, Standard-mode default readiness
+probes, INFERENCE_SERVICE_NAME). What stands in for the cluster:
 
-* renders charts/kserve-huggingface-runtimes with `helm_python` (Helm's Go SDK) and picks the
-  ClusterServingRuntime by name;
-* replaces KServe's `{{.Name}}` placeholder with `model_name`;
-* "mounts" volumes by rewriting paths in args and env: /mnt/models -> `model_dir` (KServe's
-  storage initializer mounts it into `kserve-container` and `transformer-container`), every
-  emptyDir volume -> one private directory per volume, shared by the containers that mount it
-  (e.g. the tokenizer directory the Triton launcher exports and the transformer reads);
-  /dev/shm stays the host's;
-* gives the pod's network namespace a loopback stand-in: every port the pod uses (declared
-  container ports, `--*_port` arguments, `host:port` arguments) is mapped to one free
-  127.0.0.1 port, consistently across containers, and every `--bind_address` becomes 127.0.0.1;
-* runs `python` as this interpreter (sys.executable), each container in its own process group
-  (session), logs to a file per container;
-* on exit (and at interpreter exit) terminates every process group it started.
+* volumes: every emptyDir is one private directory per volume, shared by the containers that
+  mount it; the model volume is `model_dir`; container paths in args and env are rewritten to
+  those directories; /dev/shm stays the host's;
+* /mnt/models read-only: where the machine allows (root with `unshare`), each container runs in
+  its own mount namespace in which the model directory is bind-mounted read-only, so a write
+  there fails as on a cluster; as a non-root user the model is copied with read-only permissions;
+  `pod.model_read_only` says whether it is enforced;
+* uid: when this process is root and `setpriv` exists, the containers run as the securityContext's
+  runAsUser, or uid 1000 (the images' USER) when runAsNonRoot is set; the read-only root
+  filesystem is not emulated;
+* environment: the container's `env` from the pod spec only, plus what running from this
+  machine's virtualenv needs: PATH, and PYTHONPATH when set (so a worktree's code is imported),
+  and PYTHONUNBUFFERED=1 for the log files. Nothing else of the host's environment is passed;
+* network: every port the pod uses (declared ports, `--*_port` and `host:port` arguments, probe
+  ports) is mapped to one free 127.0.0.1 port, consistently across containers; a
+  `--bind_address=0.0.0.0` becomes 127.0.0.1 so nothing listens beyond loopback here (recorded in
+  `pod.rebound`; the chart's own bind addresses are checked on the rendered chart);
+* processes: `python` is this interpreter (sys.executable); each container is its own session
+  and, when isolated, its own mount namespace. `kill(SIGKILL)` kills every process of the
+  container (its mount namespace, or its process tree), including processes started in another
+  session such as tritonserver and its Python-backend stubs, as a container kill does; when a
+  container's main process exits, what is left of the container is killed too;
+* readiness: httpGet, tcpSocket (KServe's defaults included) and exec probes, run from here.
 """
 
 from __future__ import annotations
@@ -35,6 +47,7 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -48,21 +61,32 @@ from typing import Any
 
 import yaml
 
+from conformance.kserve_model import NEWEST, assemble_pod
+from conformance.kserve_model.pod_assembly import MODEL_VOLUME
+
 REPO = Path(__file__).resolve().parents[1]
 CHART_DIR = REPO / "charts" / "kserve-huggingface-runtimes"
 
 MODEL_MOUNT = "/mnt/models"
 SERVING_CONTAINER = "kserve-container"
 TRANSFORMER_CONTAINER = "transformer-container"
-NAME_PLACEHOLDER = "{{.Name}}"
 # Paths a container may mount that must stay the host's own.
 HOST_PATHS = ("/dev/shm",)
+# Containers the cluster adds that are not run here.
+NOT_RUN = ("queue-proxy",)
+IMAGE_UID = 1000  # USER of images/*/Dockerfile
 
 _PORT_ARG = re.compile(r"^(--[A-Za-z0-9_-]*port)=(\d+)$")
 _PORT_FLAG = re.compile(r"^--[A-Za-z0-9_-]*port$")
 _HOST_PORT = re.compile(r"\b(127\.0\.0\.1|localhost|0\.0\.0\.0):(\d+)\b")
 
-_LIVE_GROUPS: set[int] = set()
+# Runs inside the container's new mount namespace: bind each SRC onto DST read-only, then exec.
+_MOUNT_SCRIPT = (
+    'set -e; while [ "$1" != "--" ]; do mount --bind "$1" "$2"; mount -o remount,bind,ro "$2"; shift 2; done; '
+    'shift; exec "$@"'
+)
+
+_LIVE: dict[int, "Container"] = {}
 _LIVE_LOCK = threading.Lock()
 
 
@@ -71,13 +95,48 @@ def _kill_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
+def _kill_pid(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
+
+
 @atexit.register
 def _kill_leftovers() -> None:  # a crashed test run must not leave servers behind
     with _LIVE_LOCK:
-        groups = list(_LIVE_GROUPS)
-        _LIVE_GROUPS.clear()
-    for pgid in groups:
-        _kill_group(pgid, signal.SIGKILL)
+        containers = list(_LIVE.values())
+        _LIVE.clear()
+    for c in containers:
+        c.kill_all()
+
+
+_UID_OK: dict[int, bool] = {}
+
+
+def _uid_can_run(uid: int) -> bool:
+    """Whether this interpreter and the code on PYTHONPATH can run as `uid` (e.g. not when the
+    interpreter lives under a root-only home directory)."""
+    if uid not in _UID_OK:
+        env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+        try:
+            done = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--",
+                                   sys.executable, "-c", "import hfserve, subprocess, sys; "
+                                   "subprocess.run([sys.executable, '-c', 'pass'], check=True)"],
+                                  env=env, capture_output=True, timeout=60, cwd="/")
+            _UID_OK[uid] = done.returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            _UID_OK[uid] = False
+    return _UID_OK[uid]
+
+
+def isolation_available() -> bool:
+    """Whether containers can get their own mount namespace (root and a working `unshare`)."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return False
+    try:
+        return subprocess.run(["unshare", "--mount", "--propagation", "private", "true"],
+                              capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 # ------------------------------------------------------------------------------------------
@@ -106,17 +165,18 @@ def find_runtime(objects: list[dict[str, Any]], runtime: str) -> dict[str, Any]:
     raise LookupError(f"the rendered chart has no serving runtime {runtime!r} (it has {names})")
 
 
+def build_pod(runtime: str, model_name: str, values: dict[str, Any] | None = None,
+              kserve_version: str = NEWEST, mode: str = "RawDeployment") -> dict[str, Any]:
+    """The predictor pod KServe builds for an InferenceService `model_name` pinned to `runtime`."""
+    obj = find_runtime(render_chart(values), runtime)
+    return assemble_pod(obj, emulated_isvc(runtime, model_name), mode, kserve_version)
+
+
 def _free_ports(count: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+    """Reserved loopback ports outside the ephemeral range (hfserve.devtools.ports)."""
+    from hfserve.devtools.ports import reserve_ports
+
+    return reserve_ports(count)
 
 
 # ------------------------------------------------------------------------------------------
@@ -132,28 +192,86 @@ class Container:
     log_path: Path
     http_port: int | None = None
     grpc_port: int | None = None
+    ro_binds: list[tuple[str, str]] = field(default_factory=list)  # (source, path) bound read-only
+    uid: int | None = None
     proc: subprocess.Popen | None = None
+    mnt_ns: str | None = None  # the container's mount namespace, when isolated
     starts: int = 0
     _log: Any = field(default=None, repr=False)
+    _tree: set[int] = field(default_factory=set, repr=False)
+
+    def pids(self) -> set[int]:
+        """Every live process of this container: same mount namespace, or the main process's tree."""
+        pids: set[int] = set()
+        if self.proc is None:
+            return pids
+        if self.mnt_ns:
+            for entry in os.listdir("/proc"):
+                if entry.isdigit():
+                    with contextlib.suppress(OSError):
+                        if os.readlink(f"/proc/{entry}/ns/mnt") == self.mnt_ns and int(entry) != os.getpid():
+                            pids.add(int(entry))
+            return pids
+        import psutil
+
+        with contextlib.suppress(psutil.Error):
+            main = psutil.Process(self.proc.pid)
+            self._tree |= {main.pid} | {p.pid for p in main.children(recursive=True)}
+        for pid in list(self._tree):
+            with contextlib.suppress(psutil.Error):
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    pids.add(pid)
+        return pids
+
+    def kill_all(self, timeout: float = 10.0) -> None:
+        """SIGKILL every process of the container and wait until none is left (a container kill)."""
+        if self.proc is None:
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            pids = self.pids()
+            _kill_group(self.proc.pid, signal.SIGKILL)
+            for pid in pids:
+                _kill_pid(pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=0.2)
+            if not (pids - {self.proc.pid}) and self.proc.poll() is not None or time.monotonic() > deadline:
+                break
+        with _LIVE_LOCK:
+            _LIVE.pop(self.proc.pid, None)
 
 
 class PodError(RuntimeError):
     """A container exited, or the pod did not become ready."""
 
 
+def emulated_isvc(runtime: str, model_name: str, namespace: str = "emulated") -> dict[str, Any]:
+    """The InferenceService the emulated pod belongs to: it pins `runtime` and stores the model at
+    a URI the storage initializer would fetch (here: `model_dir`)."""
+    return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+            "metadata": {"name": model_name, "namespace": namespace},
+            "spec": {"predictor": {"model": {"modelFormat": {"name": "huggingface"}, "runtime": runtime,
+                                             "storageUri": f"pvc://emulated/{model_name}"}}}}
+
+
 class EmulatedPod:
     """One ClusterServingRuntime of the chart running as local processes. Use `EmulatedPod.start`."""
 
-    def __init__(self, runtime: str, runtime_obj: dict[str, Any], model_dir: str, model_name: str,
-                 extra_args: dict[str, list[str]] | None, work_dir: Path, keep_work_dir: bool) -> None:
+    def __init__(self, runtime: str, pod: dict[str, Any], model_dir: str, model_name: str,
+                 extra_args: dict[str, list[str]] | None, work_dir: Path, keep_work_dir: bool,
+                 isolate: bool | None = None, run_as: int | None | str = "auto") -> None:
         self.runtime = runtime
-        self.runtime_obj = runtime_obj
+        self.pod = pod
         self.model_dir = str(Path(model_dir).resolve())
         self.model_name = model_name
         self.work_dir = work_dir
         self.keep_work_dir = keep_work_dir
+        self.isolated = isolation_available() if isolate is None else isolate
+        self.run_as = run_as
         self.containers: dict[str, Container] = {}
         self.port_map: dict[int, int] = {}
+        self.rebound: list[str] = []
+        self.model_read_only = False
         self._closed = False
         self._prepare(extra_args or {})
 
@@ -162,50 +280,85 @@ class EmulatedPod:
     @classmethod
     def start(cls, runtime: str, model_dir: str | os.PathLike, model_name: str,
               values: dict[str, Any] | None = None, extra_args: dict[str, list[str]] | None = None,
-              work_dir: str | os.PathLike | None = None, keep_work_dir: bool = False) -> EmulatedPod:
-        """Render the chart, start every container of `runtime`, return the pod (a context manager).
+              work_dir: str | os.PathLike | None = None, keep_work_dir: bool = False,
+              kserve_version: str = NEWEST, isolate: bool | None = None,
+              run_as: int | None | str = "auto") -> EmulatedPod:
+        """Render the chart, assemble `runtime`'s pod as KServe would (Standard mode), start every
+        container, return the pod (a context manager).
 
         Does not wait for readiness: call `wait_ready`. Leaving the `with` block stops everything.
         """
-        obj = find_runtime(render_chart(values), runtime)
+        pod = build_pod(runtime, model_name, values, kserve_version)
         root = Path(tempfile.mkdtemp(prefix=f"pod-{runtime}-", dir=work_dir))
+        root.chmod(0o755)  # containers may run as another uid
         try:
-            pod = cls(runtime, obj, str(model_dir), model_name, extra_args, root, keep_work_dir)
+            emulated = cls(runtime, pod, str(model_dir), model_name, extra_args, root, keep_work_dir, isolate, run_as)
         except BaseException:
             shutil.rmtree(root, ignore_errors=True)
             raise
         try:
-            for name in pod.containers:
-                pod._spawn(name)
+            for name in emulated.containers:
+                emulated._spawn(name)
         except BaseException:
-            pod.stop()
+            emulated.stop()
             raise
-        return pod
+        return emulated
+
+    def _uid_for(self, container: dict[str, Any]) -> int | None:
+        if self.run_as is None or os.geteuid() != 0 or not shutil.which("setpriv"):
+            return None
+        if isinstance(self.run_as, int):
+            return self.run_as if _uid_can_run(self.run_as) else None
+        sc = container.get("securityContext") or {}
+        uid = int(sc["runAsUser"]) if sc.get("runAsUser") is not None else IMAGE_UID if sc.get("runAsNonRoot") else None
+        return uid if uid is not None and _uid_can_run(uid) else None
+
+    def _model_view(self, read_only: bool) -> tuple[str, bool]:
+        """Directory the containers see as /mnt/models, and whether read-only is enforced."""
+        view = self.work_dir / "volumes" / MODEL_VOLUME
+        if not read_only:
+            return self.model_dir, False
+        if self.isolated:
+            view.mkdir(parents=True, exist_ok=True)
+            return str(view), True  # bound read-only inside each container's mount namespace
+        if os.geteuid() != 0:
+            shutil.copytree(self.model_dir, view, symlinks=False)
+            for root, dirs, files in os.walk(view):
+                for f in files:
+                    os.chmod(os.path.join(root, f), stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+                os.chmod(root, 0o555)
+            return str(view), True
+        return self.model_dir, False  # root without namespaces: nothing can stop a write
 
     def _prepare(self, extra_args: dict[str, list[str]]) -> None:
-        spec = self.runtime_obj["spec"]
-        containers = spec.get("containers") or []
+        spec = self.pod["spec"]
+        containers = [c for c in spec.get("containers") or [] if c["name"] not in NOT_RUN]
         if not containers:
             raise PodError(f"{self.runtime}: no containers")
         unknown = set(extra_args) - {c["name"] for c in containers}
         if unknown:
             raise KeyError(f"extra_args for unknown containers {sorted(unknown)}")
 
-        # volumes: one private directory per emptyDir volume
         volume_dirs: dict[str, str] = {}
         for vol in spec.get("volumes") or []:
-            if "emptyDir" in vol:
-                d = self.work_dir / "volumes" / vol["name"]
-                d.mkdir(parents=True, exist_ok=True)
-                volume_dirs[vol["name"]] = str(d)
-            else:
+            if vol["name"] == MODEL_VOLUME:
+                continue
+            if "emptyDir" not in vol:
                 raise PodError(f"volume {vol['name']!r}: only emptyDir volumes can be emulated")
+            d = self.work_dir / "volumes" / vol["name"]
+            d.mkdir(parents=True, exist_ok=True)
+            d.chmod(0o777)  # an emptyDir is writable by the pod's uid (fsGroup-like)
+            volume_dirs[vol["name"]] = str(d)
         (self.work_dir / "logs").mkdir(parents=True, exist_ok=True)
 
-        # ports: every pod port number -> one free loopback port
         numbers: set[int] = set()
         for c in containers:
             numbers.update(int(p["containerPort"]) for p in c.get("ports") or [])
+            for key in ("readinessProbe", "livenessProbe", "startupProbe"):
+                probe = c.get(key) or {}
+                for handler in ("httpGet", "tcpSocket"):
+                    if isinstance((probe.get(handler) or {}).get("port"), int):
+                        numbers.add(probe[handler]["port"])
             args = list(c.get("args") or []) + list(extra_args.get(c["name"], []))
             for i, arg in enumerate(args):
                 if m := _PORT_ARG.match(arg):
@@ -216,40 +369,46 @@ class EmulatedPod:
         numbers.discard(0)
         self.port_map = dict(zip(sorted(numbers), _free_ports(len(numbers))))
 
+        model_mounts = [vm for c in containers for vm in c.get("volumeMounts") or [] if vm["name"] == MODEL_VOLUME]
+        view, enforced = self._model_view(all(vm.get("readOnly") for vm in model_mounts))
+        self.model_read_only = enforced and bool(model_mounts)
+
         for c in containers:
             name = c["name"]
             mounts: dict[str, str] = {}
-            if name in (SERVING_CONTAINER, TRANSFORMER_CONTAINER):
-                mounts[MODEL_MOUNT] = self.model_dir
+            ro_binds: list[tuple[str, str]] = []
             for vm in c.get("volumeMounts") or []:
                 if vm["mountPath"] in HOST_PATHS:
+                    continue
+                if vm["name"] == MODEL_VOLUME:
+                    mounts[vm["mountPath"]] = view
+                    if self.isolated and view != self.model_dir:
+                        ro_binds.append((self.model_dir, view))
                     continue
                 if vm["name"] not in volume_dirs:
                     raise PodError(f"{name}: volumeMount {vm['name']!r} has no volume")
                 mounts[vm["mountPath"]] = volume_dirs[vm["name"]]
             args = [self._rewrite(a, mounts) for a in (c.get("args") or [])]
             args += [self._rewrite(a, mounts) for a in extra_args.get(name, [])]
-            args = self._map_ports(args)
-            args = self._loopback_only(args)
+            args = self._loopback_only(name, self._map_ports(args))
             command = [self._rewrite(a, mounts) for a in (c.get("command") or [])]
             if not command:
                 raise PodError(f"{name}: no command (the image's entrypoint cannot be emulated)")
             if command[0] in ("python", "python3"):
                 command[0] = sys.executable
-            env = dict(os.environ)
+            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONUNBUFFERED": "1"}
+            if os.environ.get("PYTHONPATH"):
+                env["PYTHONPATH"] = os.environ["PYTHONPATH"]
             for item in c.get("env") or []:
                 if "value" in item:
                     env[item["name"]] = self._map_ports_in(self._rewrite(str(item["value"]), mounts))
-            env["HF_HUB_OFFLINE"] = "1"  # never reach the hub, whatever the values say
-            env.setdefault("PYTHONUNBUFFERED", "1")
             self.containers[name] = Container(
-                name=name, argv=command + args, env=env, spec=c,
+                name=name, argv=command + args, env=env, spec=c, ro_binds=ro_binds, uid=self._uid_for(c),
                 log_path=self.work_dir / "logs" / f"{name}.log",
                 http_port=self._arg_int(args, "--http_port"), grpc_port=self._arg_int(args, "--grpc_port"),
             )
 
     def _rewrite(self, value: str, mounts: dict[str, str]) -> str:
-        value = value.replace(NAME_PLACEHOLDER, self.model_name)
         if not mounts:
             return value
         # one pass, longest mount path first, so a mapped path is never mapped again
@@ -270,22 +429,17 @@ class EmulatedPod:
             out.append(self._map_ports_in(arg))
         return out
 
-    @staticmethod
-    def _loopback_only(args: list[str]) -> list[str]:
-        out, seen, skip = [], False, False
+    def _loopback_only(self, name: str, args: list[str]) -> list[str]:
+        """A wildcard bind address becomes loopback (recorded in `rebound`); nothing is added."""
+        out = []
         for i, arg in enumerate(args):
-            if skip:
-                skip = False
-                continue
-            if arg.startswith("--bind_address="):
-                arg, seen = "--bind_address=127.0.0.1", True
-            elif arg == "--bind_address" and i + 1 < len(args):
-                out += ["--bind_address", "127.0.0.1"]
-                seen, skip = True, True
-                continue
+            if arg.startswith("--bind_address=") and arg != "--bind_address=127.0.0.1":
+                self.rebound.append(f"{name}: {arg}")
+                arg = "--bind_address=127.0.0.1"
+            elif i > 0 and args[i - 1] == "--bind_address" and arg != "127.0.0.1":
+                self.rebound.append(f"{name}: --bind_address {arg}")
+                arg = "127.0.0.1"
             out.append(arg)
-        if not seen:
-            out.append("--bind_address=127.0.0.1")
         return out
 
     @staticmethod
@@ -310,6 +464,16 @@ class EmulatedPod:
             return self.containers[name]
         raise KeyError(f"{self.runtime} has no container {container!r} (it has {list(self.containers)})")
 
+    def _launch_argv(self, c: Container) -> list[str]:
+        argv = list(c.argv)
+        if c.uid is not None:
+            argv = ["setpriv", f"--reuid={c.uid}", f"--regid={c.uid}", "--clear-groups", "--"] + argv
+        if self.isolated:
+            binds = [x for pair in c.ro_binds for x in pair]
+            argv = ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", _MOUNT_SCRIPT, "sh",
+                    *binds, "--", *argv]
+        return argv
+
     def _spawn(self, name: str) -> None:
         c = self.containers[name]
         if c._log:
@@ -317,11 +481,26 @@ class EmulatedPod:
         c._log = open(c.log_path, "ab")  # noqa: SIM115 - closed in stop()
         c._log.write(f"\n===== start {c.starts + 1}: {' '.join(c.argv)}\n".encode())
         c._log.flush()
-        c.proc = subprocess.Popen(c.argv, env=c.env, cwd=self.work_dir, stdin=subprocess.DEVNULL,
-                                  stdout=c._log, stderr=subprocess.STDOUT, start_new_session=True)
+        from hfserve.devtools.processes import die_with_parent  # a killed test run takes its containers along
+
+        c.proc = subprocess.Popen(self._launch_argv(c), env=c.env, cwd=self.work_dir, stdin=subprocess.DEVNULL,
+                                  stdout=c._log, stderr=subprocess.STDOUT, start_new_session=True,
+                                  preexec_fn=die_with_parent)
         c.starts += 1
+        c._tree = {c.proc.pid}
+        c.mnt_ns = None
+        if self.isolated:
+            own = os.readlink("/proc/self/ns/mnt")
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and c.proc.poll() is None:
+                with contextlib.suppress(OSError):
+                    ns = os.readlink(f"/proc/{c.proc.pid}/ns/mnt")
+                    if ns != own:
+                        c.mnt_ns = ns
+                        break
+                time.sleep(0.01)
         with _LIVE_LOCK:
-            _LIVE_GROUPS.add(c.proc.pid)
+            _LIVE[c.proc.pid] = c
 
     def pid(self, container: str) -> int:
         """Pid of the container's main process (also its process group id)."""
@@ -330,65 +509,63 @@ class EmulatedPod:
             raise PodError(f"{c.name} is not running")
         return c.proc.pid
 
+    def pids(self, container: str) -> set[int]:
+        """Every live process of the container (main process, children, other sessions it started)."""
+        return self._resolve(container).pids()
+
     def returncode(self, container: str) -> int | None:
         c = self._resolve(container)
         return None if c.proc is None else c.proc.poll()
 
     def kill(self, container: str, sig: int = signal.SIGKILL, wait: float = 30.0) -> int | None:
-        """Send `sig` to the container's process group and return its exit code once it exited.
+        """Signal the container like the kubelet/container runtime does and return the exit code.
 
-        SIGKILL/SIGTERM wait up to `wait` seconds (then SIGKILL) and reap the whole group; other
-        signals return None if the process is still running after half a second. `wait=0` only
-        sends the signal (e.g. SIGTERM while requests are in flight); `restart` or `stop` reap it.
+        SIGKILL kills every process of the container at once. SIGTERM goes to the main process;
+        after `wait` seconds the rest is killed, and once the main process exited nothing of the
+        container survives it. Other signals go to the main process and return None if it still runs
+        after half a second. `wait=0` only sends the signal (e.g. SIGTERM while requests are in
+        flight); `restart` or `stop` reap it.
         """
         c = self._resolve(container)
         if c.proc is None:
             return None
-        _kill_group(c.proc.pid, sig)
+        if sig == signal.SIGKILL:
+            c.kill_all(timeout=max(wait, 1.0))
+            return c.proc.poll()
+        _kill_pid(c.proc.pid, sig)
         if wait <= 0:
             return c.proc.poll()
         try:
-            code = c.proc.wait(timeout=wait if sig in (signal.SIGKILL, signal.SIGTERM) else 0.5)
+            code = c.proc.wait(timeout=wait if sig == signal.SIGTERM else 0.5)
         except subprocess.TimeoutExpired:
-            if sig in (signal.SIGKILL, signal.SIGTERM):
-                _kill_group(c.proc.pid, signal.SIGKILL)
-                code = c.proc.wait(timeout=wait)
-            else:
+            if sig != signal.SIGTERM:
                 return None
-        _kill_group(c.proc.pid, signal.SIGKILL)  # grandchildren left in the group
-        with _LIVE_LOCK:
-            _LIVE_GROUPS.discard(c.proc.pid)
-        return code
+            code = None
+        c.kill_all()
+        return code if code is not None else c.proc.poll()
 
     def restart(self, container: str) -> None:
         """Start the container's command again (after killing what is left of it), like the kubelet does."""
         c = self._resolve(container)
-        if c.proc is not None and c.proc.poll() is None:
-            self.kill(c.name, signal.SIGKILL)
-        elif c.proc is not None:
-            _kill_group(c.proc.pid, signal.SIGKILL)
-            with _LIVE_LOCK:
-                _LIVE_GROUPS.discard(c.proc.pid)
+        if c.proc is not None:
+            c.kill_all()
         self._spawn(c.name)
 
     def stop(self, grace: float = 10.0) -> None:
-        """Terminate every container (SIGTERM to each group, SIGKILL after `grace`), remove the work dir."""
+        """Terminate every container (SIGTERM to each main process, then SIGKILL to everything of
+        the container after `grace`), remove the work dir."""
         if self._closed:
             return
         self._closed = True
         running = [c for c in self.containers.values() if c.proc is not None]
         for c in running:
-            _kill_group(c.proc.pid, signal.SIGTERM)
+            _kill_pid(c.proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
         for c in running:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 c.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         for c in running:
-            _kill_group(c.proc.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                c.proc.wait(timeout=10)
-            with _LIVE_LOCK:
-                _LIVE_GROUPS.discard(c.proc.pid)
+            c.kill_all()
         for c in self.containers.values():
             if c._log:
                 c._log.close()
@@ -415,9 +592,8 @@ class EmulatedPod:
 
     @property
     def container_names(self) -> list[str]:
-        """Container names, the serving container first."""
-        first = self.serving_container_name
-        return [first] + [n for n in self.containers if n != first]
+        """Container names in KServe's pod order (kserve-container first)."""
+        return list(self.containers)
 
     @property
     def http_url(self) -> str:
@@ -457,16 +633,20 @@ class EmulatedPod:
                                f"command: {' '.join(c.argv)}\n--- log tail ---\n{self.logs(c.name, 3000)}")
 
     def _probe_url(self, c: Container) -> str | None:
-        probe = (c.spec.get("readinessProbe") or {}).get("httpGet")
-        if not probe:
+        """An httpGet probe as a URL, or a tcpSocket probe as `tcp://127.0.0.1:PORT` (mapped ports)."""
+        probe = c.spec.get("readinessProbe") or {}
+        action = probe.get("httpGet") or probe.get("tcpSocket")
+        if not action:
             return None
-        port = probe.get("port")
+        port = action.get("port")
         if isinstance(port, str):  # a named port
             port = next((p["containerPort"] for p in c.spec.get("ports") or [] if p.get("name") == port), None)
         if port is None:
             return None
         mapped = self.port_map.get(int(port), int(port))
-        return f"http://127.0.0.1:{mapped}{probe.get('path', '/')}"
+        if "tcpSocket" in probe:
+            return f"tcp://127.0.0.1:{mapped}"
+        return f"http://127.0.0.1:{mapped}{action.get('path', '/')}"
 
     def _exec_probe(self, c: Container) -> list[str] | None:
         command = ((c.spec.get("readinessProbe") or {}).get("exec") or {}).get("command")
@@ -485,6 +665,13 @@ class EmulatedPod:
             except subprocess.TimeoutExpired:
                 return f"{name}: exec probe timed out"
             return None if done.returncode == 0 else f"{name}: exec probe exited {done.returncode}"
+        if how.startswith("tcp://"):
+            host, port = how.removeprefix("tcp://").rsplit(":", 1)
+            try:
+                with socket.create_connection((host, int(port)), timeout=3):
+                    return None
+            except OSError as exc:
+                return f"{name}: {how} -> {exc!r}"
         try:
             with urllib.request.urlopen(how, timeout=3) as resp:  # noqa: S310 - loopback only
                 return None if 200 <= resp.status < 300 else f"{name}: {how} -> {resp.status}"
@@ -494,7 +681,7 @@ class EmulatedPod:
             return f"{name}: {how} -> {exc!r}"
 
     def wait_ready(self, timeout: float = 300.0) -> None:
-        """Wait until every container's readiness probe passes (httpGet, or exec run locally).
+        """Wait until every container's readiness probe passes (httpGet, tcpSocket, or exec run locally).
 
         Containers without a probe must merely stay running; the serving container is always
         checked, on its probe or else on `/v2/health/ready`.

@@ -162,6 +162,34 @@ def assert_close(a: np.ndarray, b: np.ndarray, atol: float | None = None, what: 
     assert diff <= atol, f"{what}: max abs difference {diff:.3g} > {atol}"
 
 
+def assert_same_json(a: Any, b: Any, atol: float | None = None, what: str = "", strings: bool = True,
+                     path: str = "$") -> None:
+    """Two JSON values have the same structure: the same keys, list lengths and types at every path; equal strings
+    (unless `strings` is false), integers and booleans; floats within atol. Ints and floats are both numbers, so a
+    float that happens to be whole (an exact 1.0 score) is not a difference."""
+    atol = ATOL if atol is None else atol
+    where = f"{what}: at {path}" if what else path
+    if isinstance(a, dict) and isinstance(b, dict):
+        assert list(a) == list(b), f"{where}: keys differ {list(a)} vs {list(b)}"
+        for key in a:
+            assert_same_json(a[key], b[key], atol, what, strings, f"{path}.{key}")
+    elif isinstance(a, list) and isinstance(b, list):
+        assert len(a) == len(b), f"{where}: lengths differ {len(a)} vs {len(b)}"
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_json(x, y, atol, what, strings, f"{path}[{i}]")
+    elif isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
+        assert a is b, f"{where}: {a!r} vs {b!r}"
+    elif isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        if isinstance(a, int) and isinstance(b, int):
+            assert a == b, f"{where}: {a} vs {b}"
+        else:
+            assert abs(a - b) <= atol, f"{where}: {a} vs {b} (atol {atol})"
+    elif isinstance(a, str) and isinstance(b, str):
+        assert a == b or not strings, f"{where}: {a!r} vs {b!r}"
+    else:
+        raise AssertionError(f"{where}: types differ {type(a).__name__} vs {type(b).__name__}")
+
+
 def floats_in(obj: Any) -> Iterable[float]:
     """Every number in a nested JSON value, for parity checks on task-specific V1 predictions."""
     if isinstance(obj, bool):

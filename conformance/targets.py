@@ -31,6 +31,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 import httpx
+from hfserve.devtools.ports import address_in_use
+from hfserve.devtools.ports import reserve_port as free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -224,11 +226,21 @@ class LocalPool:
             except Exception as exc:  # noqa: BLE001 - reported per deployment
                 self.errors[dep_id] = f"{type(exc).__name__}: {exc}"
         for dep_id, runtime, kind, model_name, pod in started:
-            try:
-                pod.wait_ready(self.startup_timeout)
-                wait_http_ready(pod.http_url, model_name, 60)
-            except Exception as exc:  # noqa: BLE001
-                self.errors[dep_id] = f"{type(exc).__name__}: {exc}"
+            for attempt in range(3):
+                try:
+                    pod.wait_ready(self.startup_timeout)
+                    wait_http_ready(pod.http_url, model_name, 60)
+                    break
+                except Exception as exc:  # noqa: BLE001
+                    if attempt < 2 and address_in_use(str(exc)):
+                        # a port was taken by a program outside our reservations: same pod, new ports
+                        pod.stop()
+                        pod = self.stack.enter_context(
+                            EmulatedPod.start(RUNTIMES[runtime], model_dir=str(pod.model_dir), model_name=model_name))
+                        continue
+                    self.errors[dep_id] = f"{type(exc).__name__}: {exc}"
+                    break
+            if dep_id in self.errors:
                 continue
             task = "text_embedding" if kind is None else kind
             self.deployments[dep_id] = Deployment(
@@ -290,12 +302,6 @@ def url_deployments(urls: list[str], model_names: list[str], runtimes: list[str]
 
 # --------------------------------------------------------------------------------------------
 # cluster target
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _run(cmd: list[str], timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:

@@ -1,6 +1,5 @@
 """KServe V1 REST protocol: model metadata and :predict for the packaged MiniLM."""
 
-import numpy as np
 import pytest
 
 from conformance import protocol as P
@@ -50,4 +49,3 @@ def test_semantics(minilm):
     with minilm.http() as http:
         cat, kitten, market, _ = P.v1_embeddings(P.v1_predict(http, minilm.model_name, P.TEXTS))
     assert P.cosine(cat, kitten) > P.cosine(cat, market) + 0.2, (P.cosine(cat, kitten), P.cosine(cat, market))
-    assert np.isfinite([P.cosine(cat, kitten)]).all()

@@ -1,6 +1,5 @@
 """Open Inference Protocol (V2) over REST: health, metadata, infer."""
 
-import numpy as np
 import pytest
 
 from conformance import protocol as P
@@ -28,7 +27,7 @@ def test_model_ready(minilm):
         r = http.get(f"/v2/models/{minilm.model_name}/ready")
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body.get("ready", True) is True, body
+    assert body.get("ready") is True, body
 
 
 def test_model_metadata(minilm):
@@ -62,8 +61,5 @@ def test_infer_matches_v1(minilm):
     with minilm.http() as http:
         v1 = P.v1_embeddings(P.v1_predict(http, minilm.model_name, P.TEXTS))
         v2 = P.v2_single_output(P.v2_infer(http, minilm.model_name, P.TEXTS))
-    # V1 may normalise where V2 returns the raw tensor: compare directions.
-    for a, b in zip(v1, v2):
-        assert P.cosine(a, b) > 0.9999
-    if np.allclose(np.linalg.norm(v1, axis=1), np.linalg.norm(v2, axis=1), atol=1e-3):
-        P.assert_close(v1, v2, P.ATOL, "V1 vs V2")
+    # The same vectors, normalisation included (not only the same directions).
+    P.assert_close(v1, v2, P.ATOL, "V1 vs V2")

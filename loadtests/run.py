@@ -14,11 +14,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -28,49 +25,28 @@ from loadtests import report
 REPO = Path(__file__).resolve().parents[1]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def local_runtime(model_name: str, log_path: Path, extra: list[str]):
-    """Runtime 1 serving the packaged MiniLM on 127.0.0.1; stopped by pid (its process group) on exit."""
+    """Runtime 1 serving the packaged MiniLM on reserved 127.0.0.1 ports; its process group is stopped on exit."""
+    from hfserve.devtools.processes import ServerProcess, huggingface_command, start_with_retries
     from hfserve.packaged_model import packaged_model_dir
 
-    http_port, grpc_port = free_port(), free_port()
-    cmd = [sys.executable, "-m", "hfserve.huggingface", "--model_name", model_name,
-           "--model_dir", str(packaged_model_dir()), "--bind_address", "127.0.0.1",
-           "--http_port", str(http_port), "--grpc_port", str(grpc_port), *extra]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    log = open(log_path, "w")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{http_port}"
+    servers: list[ServerProcess] = []
+
+    def start_on(ports: list[int]) -> str:
+        server = ServerProcess(huggingface_command(packaged_model_dir(), model_name, *ports, *extra), log_path)
+        servers.append(server)
+        server.start()
+        url = f"http://127.0.0.1:{ports[0]}"
+        server.wait_http(f"{url}/v2/models/{model_name}/ready", timeout=300)
+        print(f"runtime 1 (pid {server.pid}) serving {model_name} at {url}", flush=True)
+        return url
+
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"runtime exited with {proc.returncode}; see {log_path}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/v2/models/{model_name}/ready", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"runtime not ready after 300s; see {log_path}")
-            time.sleep(0.5)
-        print(f"runtime 1 (pid {proc.pid}) serving {model_name} at {url}", flush=True)
-        yield url
+        yield start_with_retries(start_on, 2)
     finally:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
-        log.close()
+        for server in servers:
+            server.stop(timeout=30)
 
 
 def run_locust(url: str, out: Path, name: str, args) -> int:

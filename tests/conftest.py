@@ -35,12 +35,18 @@ def tiny_models(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def start_huggingface_runtime(tmp_path_factory):
-    """start(model_dir, model_name, *args): the kserve-huggingface runtime on loopback, ready; stopped at the end."""
+    """start(model_dir, model_name, *args): the kserve-huggingface runtime on loopback, ready; stopped at the end.
+
+    The same arguments give the same running server, so modules that need one model share one process."""
     starter = ServerStarter(tmp_path_factory.mktemp("server-logs"))
+    running: dict[tuple, RunningServer] = {}
 
     def start(model_dir: Path, model_name: str, *extra: str) -> RunningServer:
-        return starter.start("hfserve.huggingface", model_dir, model_name, *extra,
-                             ready_path="/v2/models/{model}/ready")
+        key = (str(model_dir), model_name, extra)
+        if key not in running or running[key].server.process.poll() is not None:
+            running[key] = starter.start("hfserve.huggingface", model_dir, model_name, *extra,
+                                         ready_path="/v2/models/{model}/ready")
+        return running[key]
 
     yield start
     starter.stop_all()

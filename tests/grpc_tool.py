@@ -8,6 +8,7 @@ themselves: they run this script and read one JSON line.
     python grpc_tool.py infer_fp32 TARGET MODEL           a deliberately wrong FP32 "text" tensor
     python grpc_tool.py metadata TARGET MODEL             model metadata as JSON
     python grpc_tool.py health TARGET MODEL               live / ready / model ready
+    python grpc_tool.py unload TARGET MODEL               the repository API's unload RPC: status code or ok
     python grpc_tool.py reference REQUEST_HEX             tritonclient's reading of our encoded request, and
                                                           reference responses serialized by tritonclient
 """
@@ -69,6 +70,17 @@ def health(target, model):
             "model_ready": client.is_model_ready(model)}
 
 
+def unload(target, model):
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    try:
+        grpcclient.InferenceServerClient(target).unload_model(model)
+    except InferenceServerException as exc:
+        return {"ok": False, "code": exc.status(), "message": exc.message()}
+    return {"ok": True}
+
+
 def reference(request_hex):
     from tritonclient.grpc import service_pb2
 
@@ -104,5 +116,7 @@ if __name__ == "__main__":
         print(json.dumps(metadata(*args)))
     elif command == "health":
         print(json.dumps(health(*args)))
+    elif command == "unload":
+        print(json.dumps(unload(*args)))
     else:
         print(json.dumps(reference(args[0])))

@@ -1,9 +1,9 @@
-"""Starting the project's servers for tests: free loopback ports, a log per server, all stopped at the end."""
+"""Starting the project's servers for tests: reserved loopback ports, a log per server, all stopped at the end."""
 
 import sys
 from pathlib import Path
 
-from hfserve.devtools.processes import ServerProcess, free_port
+from hfserve.devtools.processes import ServerProcess, start_with_retries
 
 
 class RunningServer:
@@ -23,15 +23,18 @@ class ServerStarter:
 
     def start(self, module: str, model_dir: Path, model_name: str, *args: str,
               ready_path: str = "/v2/health/live", timeout: float = 180) -> RunningServer:
-        http_port, grpc_port = free_port(), free_port()
-        command = [sys.executable, "-m", module, "--model_name", model_name, "--model_dir", str(model_dir),
-                   "--bind_address", "127.0.0.1", "--http_port", str(http_port), "--grpc_port", str(grpc_port),
-                   *args]
-        server = ServerProcess(command, self.logs / f"{model_name}-{http_port}.log")
-        self.started.append(server)
-        server.start()
-        server.wait_http(f"http://127.0.0.1:{http_port}{ready_path.format(model=model_name)}", timeout=timeout)
-        return RunningServer(server, http_port, grpc_port, model_name)
+        def start_on(ports: list[int]) -> RunningServer:
+            http_port, grpc_port = ports
+            command = [sys.executable, "-m", module, "--model_name", model_name, "--model_dir", str(model_dir),
+                       "--bind_address", "127.0.0.1", "--http_port", str(http_port), "--grpc_port", str(grpc_port),
+                       *args]
+            server = ServerProcess(command, self.logs / f"{model_name}-{http_port}.log")
+            self.started.append(server)
+            server.start()
+            server.wait_http(f"http://127.0.0.1:{http_port}{ready_path.format(model=model_name)}", timeout=timeout)
+            return RunningServer(server, http_port, grpc_port, model_name)
+
+        return start_with_retries(start_on, 2)
 
     def stop_all(self) -> None:
         for server in self.started:

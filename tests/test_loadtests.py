@@ -3,8 +3,11 @@ short real `make load`-style run against runtime 1 on a loopback port."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import os
 import random
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -91,14 +94,23 @@ def test_report_cli_exit_status(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(500)
 def test_short_load_run_against_runtime_1(tmp_path):
     """What `make load` does, shortened: runtime 1 + MiniLM on a free loopback port, 6 s of
     steady load over all three protocols, every response checked, reports and plot written."""
-    proc = subprocess.run(
+    # Its own process group, killed whole on timeout (locust included); the runtime it starts dies with it
+    # (PR_SET_PDEATHSIG in ServerProcess). The timeout stays under this test's pytest-timeout, so pytest never
+    # kills the test while the run is still up.
+    proc = subprocess.Popen(
         [sys.executable, "-m", "loadtests.run", "--duration", "6", "--users", "2", "--p99-ms", "60000",
          "--out", str(tmp_path), "--name", "smoke"],
-        cwd=REPO, capture_output=True, text=True, timeout=400)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=400)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, output[-6000:]
     for name in ("smoke_stats.csv", "smoke_stats_history.csv", "smoke.html", "smoke.png", "smoke.md"):
         assert (tmp_path / name).stat().st_size > 0, name
     totals = report.read_totals(tmp_path / "smoke")

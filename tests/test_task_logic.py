@@ -137,6 +137,8 @@ def test_rust_fast_path_tokenizes_exactly_like_transformers(tiny_models, minilm_
             assert fast._backend is not None
             slow = TextEncoder(tokenizer, 64, options, names)
             slow._backend = None
-            for a, b in zip(fast.encode(texts, True), slow.encode(texts, True)):
+            encoded_fast, encoded_slow = fast.encode(texts, True), slow.encode(texts, True)
+            assert len(encoded_fast) == len(encoded_slow) == len(texts)
+            for a, b in zip(encoded_fast, encoded_slow):
                 assert (a.input_ids, a.token_type_ids) == (b.input_ids, b.token_type_ids)
                 assert [tuple(o) for o in a.offsets] == b.offsets

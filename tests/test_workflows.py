@@ -107,11 +107,43 @@ def test_ci_runs_make_test_on_python_311():
     assert any(s.get("with", {}).get("python-version") == "3.11" for s in steps)
 
 
+def _e2e_job() -> tuple[dict, dict]:
+    doc = yaml.safe_load((REPO / ".github" / "workflows" / "e2e-kind.yml").read_text())
+    jobs = list(doc["jobs"].values())
+    assert len(jobs) == 1, "one e2e job expected"
+    return doc, jobs[0]
+
+
+def _step_index(steps: list[dict], predicate, what: str) -> int:
+    found = [i for i, step in enumerate(steps) if predicate(step)]
+    assert found, f"no step {what}"
+    return found[0]
+
+
 def test_e2e_installs_kserve_021_and_runs_conformance_on_the_cluster():
-    text = (REPO / ".github" / "workflows" / "e2e-kind.yml").read_text()
-    assert "KSERVE_VERSION: v0.21.0" in text
-    for needed in ("make kserve-install", "make images", "make kind-load", "make conformance TARGET=cluster"):
-        assert needed in text, needed
+    doc, job = _e2e_job()
+    assert {**doc.get("env", {}), **job.get("env", {})}.get("KSERVE_VERSION") == "v0.21.0"
+    steps = job["steps"]
+    order = [_step_index(steps, lambda s, c=command: s.get("run") == c, f"running `{command}`")
+             for command in ("make kserve-install", "make images", "make kind-load", "make conformance TARGET=cluster")]
+    assert order == sorted(order), "kserve-install, images, kind-load, conformance must run in that order"
+
+
+def test_e2e_cluster_steps_see_the_kind_cluster_and_cannot_be_skipped():
+    """kind writes its context to KUBECONFIG and every later step reads the same file: set for the whole
+    job, handed to kind-action, and the test steps run unconditionally (no `if:`, no continue-on-error)."""
+    doc, job = _e2e_job()
+    env = {**doc.get("env", {}), **job.get("env", {})}
+    assert env.get("KUBECONFIG"), "the e2e workflow must set KUBECONFIG for every step"
+    steps = job["steps"]
+    kind = _step_index(steps, lambda s: str(s.get("uses", "")).startswith("helm/kind-action@"), "using kind-action")
+    assert steps[kind].get("with", {}).get("kubeconfig") in ("${{ env.KUBECONFIG }}", env["KUBECONFIG"])
+    for command in ("make conformance TARGET=cluster", "make cluster-test"):
+        index = _step_index(steps, lambda s, c=command: s.get("run") == c, f"running `{command}`")
+        assert index > kind, f"`{command}` runs before the cluster exists"
+        step = steps[index]
+        assert "if" not in step and not step.get("continue-on-error"), f"`{command}` may be skipped: {step}"
+        assert "KUBECONFIG" not in step.get("env", {}), f"`{command}` overrides KUBECONFIG"
 
 
 # ---- release.yml (issue 9): images and chart published on a version tag -------------------------------

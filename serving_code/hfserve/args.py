@@ -9,6 +9,7 @@ from pathlib import Path
 
 from kserve import model_server
 
+from .serving.controls import http_controls
 from .serving.settings import ModelSettings
 from .tasks import Task
 from .tasks.detect import infer_task
@@ -55,6 +56,9 @@ def add_batching_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max_batch_delay_ms", type=float, default=0.0,
                        help="How long a batch that is not full may wait for more texts; 0 batches only what "
                             "queued while the previous forward pass ran")
+    group.add_argument("--max_batch_tokens", type=_positive_int, default=None,
+                       help="Most padded tokens (rows x longest text) in one forward pass; queued texts are grouped "
+                            "by length under this bound (default: 2048 on CPU, 16384 on GPU)")
 
 
 def add_serving_args(parser: argparse.ArgumentParser) -> None:
@@ -63,9 +67,23 @@ def add_serving_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max_request_items", type=_positive_int, default=64, help="Most texts in one request")
     group.add_argument("--max_request_bytes", type=_positive_int, default=1 << 20,
                        help="Largest request body accepted (HTTP 413 above it)")
+    group.add_argument("--max_concurrent_requests", type=_positive_int, default=512,
+                       help="Most inference requests in flight; above it, HTTP 429 with Retry-After at once")
+    group.add_argument("--auto_truncate", type=_bool, default=True, metavar="{true,false}",
+                       help="Cut inputs longer than the model's limit to the limit; false: refuse them with an error "
+                            "that names the limit. Requests may override it with their own 'truncate'")
     group.add_argument("--request_timing_logs", action="store_true",
                        help="Log kserve's per-request timing lines (wall/cpu time, pre/post-processing latency). "
                             "Off by default: they cost a large share of the serving path's CPU")
+    group.add_argument("--drain_delay_s", type=float, default=None,
+                       help="On SIGTERM: readiness turns false at once, the server keeps serving for this long (the "
+                            "time Kubernetes needs to take the pod out of its endpoints), then stops accepting while "
+                            "requests in flight finish. Default: 5, or 0 under Knative (K_SERVICE set), whose "
+                            "queue-proxy drains before the container gets SIGTERM")
+    group.add_argument("--enable_repository_routes", action="store_true",
+                       help="Expose kserve's model-repository API (/v2/repository/..., gRPC RepositoryModelLoad/"
+                            "Unload) on the serving ports. Unauthenticated: anyone who reaches the port can unload "
+                            "the model. Off by default")
 
 
 def model_settings(args: argparse.Namespace) -> ModelSettings:
@@ -82,6 +100,7 @@ def model_settings(args: argparse.Namespace) -> ModelSettings:
         ),
         return_probabilities=args.return_probabilities,
         max_request_items=args.max_request_items,
+        auto_truncate=args.auto_truncate,
     )
 
 
@@ -89,7 +108,17 @@ def server_options(args: argparse.Namespace) -> dict:
     """Keyword arguments for HFModelServer."""
     return dict(http_port=args.http_port, grpc_port=args.grpc_port, workers=args.workers,
                 bind_address=args.bind_address, max_request_bytes=args.max_request_bytes,
-                request_timing_logs=args.request_timing_logs)
+                request_timing_logs=args.request_timing_logs,
+                middlewares=http_controls(args.max_concurrent_requests), drain_delay_s=args.drain_delay_s,
+                enable_repository_routes=args.enable_repository_routes)
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes", "on"):
+        return True
+    if text.lower() in ("false", "0", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def _positive_int(text: str) -> int:

@@ -1,8 +1,16 @@
-"""On a real cluster (KUBECONFIG set, KServe installed): install the chart with Helm's Go SDK,
-apply the example InferenceServices, wait until they are Ready and send each a V1 predict
-through the API server's service proxy. Without KUBECONFIG every test here is skipped.
+"""On a real cluster (KServe installed): install the chart with Helm's Go SDK, apply the example
+InferenceServices, wait until they are Ready and send each a V1 predict through the API server's
+service proxy.
 
-Run with `make cluster-test`. Knobs (environment):
+The cluster side comes from pytest-helm-charts: `kube_cluster` (a pykube client for KUBECONFIG; the
+fixture errors when KUBECONFIG is unset), `namespace_factory` (a namespace created for the module and
+deleted with everything in it afterwards) and `wait_for_objects_condition` (polls custom objects until a
+condition holds, raising on timeout) and `delete_and_wait_for_objects`. Helm's SDK still does the install: the plugin installs charts only
+through Flux or Giant Swarm's app platform, which a KServe cluster does not have.
+
+`make cluster-test` runs this module (the e2e-kind workflow calls it) and sets HFSERVE_CLUSTER_TESTS=required:
+without a usable cluster the tests then fail, they never skip. A plain `pytest` (`make test`) skips them, saying so.
+Knobs (environment):
   HFSERVE_CLUSTER_NAMESPACE   namespace of the InferenceServices (default hfserve-chart-test, created and deleted)
   HFSERVE_CHART_VALUES        a values file for the chart (e.g. image overrides for locally loaded images)
   HFSERVE_STORAGE_URI         replaces the examples' storageUri (e.g. a pvc:// or s3:// copy of all-MiniLM-L6-v2)
@@ -11,45 +19,59 @@ Run with `make cluster-test`. Knobs (environment):
 
 from __future__ import annotations
 
-import json
 import os
-import time
 from pathlib import Path
 
+import pykube
 import pytest
 import yaml
+from pytest_helm_charts.clusters import Cluster
+from pytest_helm_charts.utils import delete_and_wait_for_objects, wait_for_objects_condition
 
 from .chartlib import CHART, EXAMPLES
 
+REQUIRED = os.environ.get("HFSERVE_CLUSTER_TESTS") == "required"
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not os.environ.get("KUBECONFIG"), reason="no cluster: KUBECONFIG is not set"),
+    pytest.mark.skipif(not REQUIRED, reason="needs a cluster: `make cluster-test` runs these (e2e-kind workflow) "
+                                            "and fails without one"),
 ]
 
 RELEASE = "hfserve-runtimes"
 NAMESPACE = os.environ.get("HFSERVE_CLUSTER_NAMESPACE", "hfserve-chart-test")
-READY_TIMEOUT = float(os.environ.get("HFSERVE_READY_TIMEOUT_S", "900"))
-GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
+READY_TIMEOUT = int(float(os.environ.get("HFSERVE_READY_TIMEOUT_S", "900")))
+RUNTIMES = {"kserve-huggingface", "kserve-huggingface-triton"}
+
+
+class InferenceService(pykube.objects.NamespacedAPIObject):
+    version = "serving.kserve.io/v1beta1"
+    endpoint = "inferenceservices"
+    kind = "InferenceService"
+
+
+class ClusterServingRuntime(pykube.objects.APIObject):
+    version = "serving.kserve.io/v1alpha1"
+    endpoint = "clusterservingruntimes"
+    kind = "ClusterServingRuntime"
 
 
 @pytest.fixture(scope="module")
-def api():
-    from kubernetes import client, config
-
-    config.load_kube_config(os.environ["KUBECONFIG"])
-    return client.ApiClient()
+def namespace(kube_cluster: Cluster, namespace_factory) -> str:
+    version = kube_cluster.kube_client.version  # a request: a context that does not answer fails here
+    assert version, "the cluster did not report its version"
+    return namespace_factory(NAMESPACE).name
 
 
 @pytest.fixture(scope="module")
-def installed(api):
+def installed(kube_cluster: Cluster, namespace):
     """The chart installed for real (cluster-scoped runtimes), uninstalled afterwards."""
     from helm_python import Config
 
     values = None
     if path := os.environ.get("HFSERVE_CHART_VALUES"):
         values = yaml.safe_load(Path(path).read_text())
-    helm = Config(kubeconfig_path=os.environ["KUBECONFIG"], namespace=NAMESPACE)
-    helm.install(str(CHART), RELEASE, values, namespace=NAMESPACE, create_namespace=True, wait="watcher", timeout=300)
+    helm = Config(kubeconfig_path=kube_cluster.kube_config_path, namespace=namespace)
+    helm.install(str(CHART), RELEASE, values, namespace=namespace, create_namespace=False, wait="watcher", timeout=300)
     try:
         yield helm
     finally:
@@ -57,95 +79,65 @@ def installed(api):
         helm.close()
 
 
-def _gpu_nodes(api) -> int:
-    from kubernetes import client
-
-    nodes = client.CoreV1Api(api).list_node().items
-    return sum(int((n.status.allocatable or {}).get("nvidia.com/gpu", "0")) > 0 for n in nodes)
+def _gpu_nodes(kube_cluster: Cluster) -> int:
+    nodes = pykube.Node.objects(kube_cluster.kube_client)
+    return sum(int((n.obj.get("status", {}).get("allocatable") or {}).get("nvidia.com/gpu", "0")) > 0 for n in nodes)
 
 
 def _examples(kind: str) -> list[Path]:
     return sorted(EXAMPLES.glob(f"*-{kind}.yaml"))
 
 
-def _apply(api, path: Path) -> dict:
-    from kubernetes import client
-
-    isvc = yaml.safe_load(path.read_text())
-    if uri := os.environ.get("HFSERVE_STORAGE_URI"):
-        isvc["spec"]["predictor"]["model"]["storageUri"] = uri
-    objs = client.CustomObjectsApi(api)
-    name = isvc["metadata"]["name"]
-    try:
-        objs.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
-        time.sleep(5)
-    except client.ApiException as exc:
-        if exc.status != 404:
-            raise
-    return objs.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, isvc)
+def _ready(isvc: InferenceService) -> bool:
+    conditions = isvc.obj.get("status", {}).get("conditions", [])
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
-def _wait_ready(api, name: str) -> dict:
-    from kubernetes import client
-
-    objs = client.CustomObjectsApi(api)
-    deadline = time.monotonic() + READY_TIMEOUT
-    status = {}
-    while time.monotonic() < deadline:
-        isvc = objs.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
-        status = isvc.get("status", {})
-        if any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", [])):
-            return isvc
-        time.sleep(5)
-    pytest.fail(f"InferenceService {name} not Ready after {READY_TIMEOUT:.0f}s: {json.dumps(status)[:2000]}")
-
-
-def _predict(api, name: str, texts: list[str]) -> dict:
+def _predict(kube_cluster: Cluster, namespace: str, name: str, texts: list[str]) -> dict:
     # Through the API server's proxy to the predictor Service: no ingress or port-forward needed.
-    path = f"/api/v1/namespaces/{NAMESPACE}/services/{name}-predictor:80/proxy/v1/models/{name}:predict"
-    method, url, headers, body, post = api.param_serialize(
-        "POST", path, header_params={"Content-Type": "application/json", "Accept": "application/json"},
-        body={"instances": texts}, auth_settings=["BearerToken"])
-    resp = api.call_api(method, url, headers, body, post, _request_timeout=120)
-    resp.read()
-    assert resp.status == 200, resp.data[:2000]
-    return json.loads(resp.data)
+    response = kube_cluster.kube_client.post(
+        version="v1", namespace=namespace, url=f"services/{name}-predictor:80/proxy/v1/models/{name}:predict",
+        json={"instances": texts}, timeout=120)
+    assert response.status_code == 200, response.text[:2000]
+    return response.json()
 
 
-def _run(api, path: Path) -> None:
-    from kubernetes import client
-
-    name = yaml.safe_load(path.read_text())["metadata"]["name"]
-    _apply(api, path)
+def _run(kube_cluster: Cluster, namespace: str, path: Path) -> None:
+    manifest = yaml.safe_load(path.read_text())
+    if uri := os.environ.get("HFSERVE_STORAGE_URI"):
+        manifest["spec"]["predictor"]["model"]["storageUri"] = uri
+    manifest["metadata"]["namespace"] = namespace
+    name = manifest["metadata"]["name"]
+    client = kube_cluster.kube_client
+    if existing := InferenceService.objects(client, namespace=namespace).get_or_none(name=name):
+        delete_and_wait_for_objects(client, InferenceService, [existing])
+    isvc = InferenceService(client, manifest)
+    isvc.create()
     try:
-        isvc = _wait_ready(api, name)
-        runtime = yaml.safe_load(path.read_text())["spec"]["predictor"]["model"]["runtime"]
-        assert isvc["status"].get("modelStatus", {}).get("states", {}).get("activeModelState", "Loaded") == "Loaded"
-        out = _predict(api, name, ["hello world", "a second sentence"])
-        preds = out["predictions"]
-        assert len(preds) == 2
-        vec = preds[0]["embedding"] if isinstance(preds[0], dict) else preds[0]
-        assert len(vec) == 384, f"{runtime}: unexpected embedding size {len(vec)}"
+        ready, = wait_for_objects_condition(client, InferenceService, [name], namespace, _ready, READY_TIMEOUT,
+                                            missing_ok=False)
+        runtime = manifest["spec"]["predictor"]["model"]["runtime"]
+        states = ready.obj["status"].get("modelStatus", {}).get("states", {})
+        assert states.get("activeModelState") == "Loaded", f"{runtime}: model status {states}"
+        predictions = _predict(kube_cluster, namespace, name, ["hello world", "a second sentence"])["predictions"]
+        assert len(predictions) == 2
+        assert len(predictions[0]) == 384, f"{runtime}: unexpected embedding size {len(predictions[0])}"
     finally:
-        client.CustomObjectsApi(api).delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
+        delete_and_wait_for_objects(client, InferenceService, [isvc])
 
 
 @pytest.mark.parametrize("example", _examples("cpu"), ids=lambda p: p.stem)
-def test_cpu_example(api, installed, example):
-    _run(api, example)
+def test_cpu_example(kube_cluster, namespace, installed, example):
+    _run(kube_cluster, namespace, example)
 
 
 @pytest.mark.parametrize("example", _examples("gpu"), ids=lambda p: p.stem)
-def test_gpu_example(api, installed, example):
-    if _gpu_nodes(api) == 0:
+def test_gpu_example(kube_cluster, namespace, installed, example):
+    if _gpu_nodes(kube_cluster) == 0:
         pytest.skip("no node in the cluster has allocatable nvidia.com/gpu")
-    _run(api, example)
+    _run(kube_cluster, namespace, example)
 
 
-def test_runtimes_installed(api, installed):
-    from kubernetes import client
-
-    objs = client.CustomObjectsApi(api)
-    names = {o["metadata"]["name"] for o in
-             objs.list_cluster_custom_object("serving.kserve.io", "v1alpha1", "clusterservingruntimes")["items"]}
-    assert {"kserve-huggingface", "kserve-huggingface-triton"} <= names
+def test_runtimes_installed(kube_cluster, installed):
+    names = {r.name for r in ClusterServingRuntime.objects(kube_cluster.kube_client)}
+    assert RUNTIMES <= names

@@ -76,7 +76,7 @@ def test_example_is_a_valid_inference_service(path):
     assert model["modelFormat"]["name"] == fmt["name"]
     assert model["storageUri"]
     limits = model.get("resources", {}).get("limits", {})
-    if path.stem.endswith("-gpu"):
+    if "-gpu" in path.stem:
         assert limits.get("nvidia.com/gpu") == "1"
     else:
         assert "nvidia.com/gpu" not in limits

@@ -56,10 +56,13 @@ def test_defaults(rendered):
     for rt in runtimes.values():
         spec = rt["spec"]
         (fmt,) = spec["supportedModelFormats"]
-        assert fmt["name"] == "huggingface" and fmt["version"] == "1" and fmt["autoSelect"] is True
-        assert spec["protocolVersions"] == ["v1", "v2", "grpc-v2"]
+        # pinned by default: no takeover of InferenceServices that name only the format
+        assert fmt["name"] == "huggingface" and fmt["version"] == "1" and fmt["autoSelect"] is False
+        assert spec["protocolVersions"] == ["v1", "v2"]  # what the declared http port serves
         assert "disabled" not in spec
         assert spec["annotations"]["prometheus.kserve.io/path"] == "/metrics"
+        assert spec["annotations"]["prometheus.io/path"] == "/metrics"
+        assert spec["annotations"]["prometheus.io/port"] == "8080"
         # exactly one container declares ports, and exactly one port (Knative's rule)
         with_ports = [c for c in spec["containers"] if c.get("ports")]
         assert len(with_ports) == 1 and len(with_ports[0]["ports"]) == 1
@@ -76,7 +79,7 @@ def test_defaults(rendered):
             assert c["command"][:2] == ["python", "-m"]
             assert c["image"].startswith("ghcr.io/hfserve/") and c["image"].endswith(":0.1.0")
             assert "nvidia.com/gpu" not in c["resources"].get("limits", {})
-    # the plain runtime wins auto-selection
+    # when opted in, the plain runtime wins auto-selection
     hf_prio = runtimes[HF]["spec"]["supportedModelFormats"][0]["priority"]
     tr_prio = runtimes[TRITON]["spec"]["supportedModelFormats"][0]["priority"]
     assert hf_prio > tr_prio

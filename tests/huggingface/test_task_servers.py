@@ -55,7 +55,7 @@ def test_sequence_classification_v2_tensors(classifier):
 def test_token_classification_entities_point_into_the_text(tagger):
     text = "Alice moved from Paris to Berlin last year"
     entities = predict(tagger, [text]).json()["predictions"][0]
-    assert isinstance(entities, list)
+    assert isinstance(entities, list) and entities  # random tiny weights tag most words: none means a bug
     for entity in entities:
         assert entity["entity_group"] in ("PER", "LOC")
         assert text[entity["start"]:entity["end"]] == entity["word"]
@@ -87,7 +87,7 @@ def test_text_generation_is_greedy_and_deterministic_by_default(writer):
     first = predict(writer, ["the cat"], parameters={"max_new_tokens": 8}).json()["predictions"][0]
     second = predict(writer, ["the cat"], parameters={"max_new_tokens": 8}).json()["predictions"][0]
     assert first == second and first["finish_reason"] in ("stop", "length")
-    assert isinstance(first["generated_text"], str)
+    assert isinstance(first["generated_text"], str) and first["generated_text"]
 
 
 def test_text_generation_v2_and_grpc(writer):
@@ -126,15 +126,16 @@ def test_stop_sequences_end_the_text(writer):
 
 
 def test_generation_option_errors(writer):
-    assert predict(writer, ["x"], parameters={"temperature": -1}).status_code == 400
-    assert predict(writer, ["x"], parameters={"max_new_tokens": 0}).status_code == 400
+    for bad in ({"temperature": -1}, {"max_new_tokens": 0}):
+        response = predict(writer, ["x"], parameters=bad)
+        assert response.status_code == 400 and next(iter(bad)) in response.json()["error"], response.text
     response = httpx.post(f"{writer.url}/openai/v1/completions", json={"model": "writer", "prompt": "x", "n": 3})
     assert response.status_code == 400 and response.json()["error"]
 
 
 def test_text2text_generation(translator):
     first = predict(translator, ["translate: the cat"], parameters={"max_new_tokens": 5}).json()["predictions"][0]
-    assert isinstance(first["generated_text"], str)
+    assert isinstance(first["generated_text"], str) and first["generated_text"]
     client = OpenAI(base_url=f"{translator.url}/openai/v1", api_key="unused")
     completion = client.completions.create(model="t5", prompt="translate: the cat", max_tokens=5)
     assert completion.choices[0].text == first["generated_text"]

@@ -86,7 +86,7 @@ class LaunchedTriton:
         self.ready_after_s: float | None = None
         self.starts = 0
 
-    def start(self, timeout: float = 120.0) -> "LaunchedTriton":
+    def start(self, timeout: float = 300.0) -> "LaunchedTriton":  # start-up on 2 loaded cores: minutes
         self.starts += 1
         self.server = ServerProcess(self.command, self.workdir / f"launcher-{self.starts}.log")
         self.started_at = time.monotonic()

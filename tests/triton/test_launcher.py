@@ -22,15 +22,29 @@ from hfserve.triton.supervisor import group_pids
 
 from .conftest import stats_after, stub_pids, wait_until
 
+pytestmark = pytest.mark.timeout(900)  # the module fixture starts Triton + transformer: minutes on 2 loaded cores
 MODEL = "minilm"
 TEXTS = ["Hello world", "The quick brown fox jumps over the lazy dog.", "Serving models on Triton with batching"]
 MEASURED: dict = {}
+DRAIN_DELAY_S = 2.0
+
+
+def service_time(url: str) -> float:
+    """Median time of a small successful request right now: timing bounds scale with it, so they hold the product's
+    'at once' claims on an idle machine (about 1 s) without failing on a loaded 2-core one."""
+    times = []
+    for _ in range(5):
+        started = time.monotonic()
+        assert predict(url, TEXTS[:1], timeout=60).status_code == 200
+        times.append(time.monotonic() - started)
+    return sorted(times)[2]
 
 
 @pytest.fixture(scope="module")
 def stack(launch_triton, start_transformer, minilm_dir, tmp_path_factory):
     export = tmp_path_factory.mktemp("exported-tokenizer")
-    triton = launch_triton(minilm_dir, MODEL, "--tokenizer_export_dir", str(export), "--exit_timeout_s", "20")
+    triton = launch_triton(minilm_dir, MODEL, "--tokenizer_export_dir", str(export), "--exit_timeout_s", "20",
+                           "--drain_delay_s", str(DRAIN_DELAY_S))
     transformer = start_transformer(export, MODEL, triton.grpc_target)
     assert wait_until(lambda: http_status(f"{transformer.url}/v2/health/ready") == 200, 10) is not None
     MEASURED["triton_launch_to_ready_s"] = round(triton.ready_after_s, 2)
@@ -156,6 +170,8 @@ def test_triton_killed_fast_503_then_recovery(stack):
     launcher_pid, triton_pid = triton.pid, triton.triton_pid
     stubs = set(group_pids(triton_pid))
     assert stubs - {triton_pid}, "no python-backend worker found in Triton's process group"
+    bound = 1.0 + 5 * service_time(transformer.url)
+    MEASURED["timing_bound_s"] = round(bound, 3)
     os.kill(triton_pid, signal.SIGKILL)
     killed_at = time.monotonic()
 
@@ -166,13 +182,13 @@ def test_triton_killed_fast_503_then_recovery(stack):
         latencies.append(time.monotonic() - started)
         assert response.status_code == 503, response.text
         bodies.append(response.json()["error"])
-    assert max(latencies) < 1.0, latencies
+    assert max(latencies) < bound, latencies
     assert bodies[0].startswith(f"predictor {triton.grpc_target} (triton model {MODEL}) is unavailable: ")
     openai = httpx.post(f"{transformer.url}/openai/v1/embeddings", json={"model": MODEL, "input": "x"}, timeout=10)
     assert openai.status_code == 503, openai.text
     MEASURED["503_latency_max_s"] = round(max(latencies), 3)
     answer = grpc_tool("infer", transformer.grpc_target, MODEL, json.dumps(TEXTS))
-    assert not answer["ok"] and answer["seconds"] < 1.0, answer
+    assert not answer["ok"] and answer["seconds"] < bound, answer
     assert answer["code"] == "StatusCode.UNAVAILABLE" and "is unavailable" in answer["message"], answer
     assert grpc_tool("health", transformer.grpc_target, MODEL) == {"live": True, "ready": False,
                                                                    "model_ready": False}
@@ -190,9 +206,9 @@ def test_triton_killed_fast_503_then_recovery(stack):
     assert not (stubs & stub_pids())
     assert not shm_of(launcher_pid)
 
-    # Restart on the same ports: the transformer recovers by itself within 1 s of Triton being ready.
+    # Restart on the same ports: the transformer recovers by itself within ~1 s of Triton being ready.
     triton.server.start()
-    assert wait_until(triton.triton_ready, 120, interval=0.01) is not None, triton.log()
+    assert wait_until(triton.triton_ready, 400, interval=0.01) is not None, triton.log()  # start-up, not a claim
     triton_ready_at = time.monotonic()
     ready = wait_until(lambda: http_status(f"{transformer.url}/v2/health/ready") == 200, 10, interval=0.02)
     assert ready is not None
@@ -201,13 +217,14 @@ def test_triton_killed_fast_503_then_recovery(stack):
     MEASURED["readiness_back_after_triton_ready_s"] = round(ready, 3)
     MEASURED["first_answer_after_triton_ready_s"] = round(served, 3)
     assert response.status_code == 200, response.text
-    assert ready < 1.0 and served < 1.5, (ready, served)
+    assert ready < bound and served < bound + 0.5, (ready, served, bound)
     triton.wait_ready(10)  # refresh the tritonserver pid
 
 
 def test_sigterm_drains_in_flight_requests(stack):
-    """Requests Triton has accepted finish; requests that reach it after the SIGTERM are refused cleanly (the
-    transformer answers 503 with a JSON error); the launcher exits 0 and leaves nothing behind."""
+    """Requests Triton has accepted finish, and so do those that reach it during the drain delay (the transformer
+    beside it drains through it: all 200); after the drain, requests are refused cleanly (503 with a JSON error); the
+    launcher exits 0 and leaves nothing behind."""
     triton, transformer = stack
     launcher_pid, triton_pid = triton.pid, triton.triton_pid
     stubs = set(group_pids(triton_pid)) - {triton_pid}
@@ -223,7 +240,7 @@ def test_sigterm_drains_in_flight_requests(stack):
             async def one(request):
                 try:
                     result = await client.infer(request)
-                    done.append(result["embeddings"].shape)
+                    done.append(time.monotonic())
                     return result["embeddings"].shape
                 except Exception as exc:  # noqa: BLE001 - reported below
                     return repr(exc)
@@ -240,18 +257,18 @@ def test_sigterm_drains_in_flight_requests(stack):
         time.sleep(0.3)  # the direct requests have reached Triton: queued or running
         transformer_futures = [pool.submit(via_transformer, i) for i in range(8)]
         time.sleep(0.1)
-        in_flight = len(direct) - len(done)
         signalled = time.monotonic()
         os.kill(launcher_pid, signal.SIGTERM)
+        during_delay = pool.submit(via_transformer, 99)
         direct_results = direct_future.result()
-        transformer_results = [f.result() for f in transformer_futures]
-    assert in_flight > 0, "the direct requests finished before the SIGTERM: make them heavier"
+        transformer_results = [f.result() for f in transformer_futures] + [during_delay.result()]
+    finished_after = sum(t > signalled for t in done)
+    assert finished_after > 0, "every direct request finished before the SIGTERM: nothing was drained"
     assert direct_results == [(4, 384)] * len(direct), direct_results
-    for status, body in transformer_results:
-        assert status == 200 or (status == 503 and "is unavailable" in body["error"]), (status, body)
+    assert [status for status, _ in transformer_results] == [200] * 9, transformer_results
     status = triton.wait_exit(40)
     MEASURED["sigterm_drain_exit_s"] = round(time.monotonic() - signalled, 2)
-    MEASURED["in_flight_at_sigterm"] = in_flight
+    MEASURED["finished_after_sigterm"] = finished_after
     assert status == 0, triton.log()
     assert not group_pids(triton_pid) and not (stubs & stub_pids()) and not shm_of(launcher_pid)
     # Afterwards: refused cleanly by the transformer, which is still alive.

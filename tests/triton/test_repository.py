@@ -35,6 +35,20 @@ def test_minilm_config_pbtxt(minilm_dir, tmp_path):
     assert "class TritonPythonModel" in model_py and "EncoderEngine" in model_py
 
 
+def test_pass_token_bound_and_source_tree_reach_model_py(minilm_dir, tmp_path):
+    import hfserve
+
+    build_repository(minilm_dir, tmp_path, "minilm", device="cpu", max_batch_tokens=512)
+    config = (tmp_path / "minilm" / "config.pbtxt").read_text()
+    assert 'key: "max_batch_tokens"\n  value: { string_value: "512" }' in config
+    # The stub ignores PYTHONPATH: model.py imports hfserve from the tree that built the repository.
+    assert f'string_value: "{Path(hfserve.__file__).resolve().parents[1]}"' in config
+    build_repository(minilm_dir, tmp_path, "minilm", device="cpu")
+    assert 'key: "max_batch_tokens"\n  value: { string_value: "" }' in (tmp_path / "minilm" / "config.pbtxt").read_text()
+    with pytest.raises(ValueError, match="max_batch_tokens"):
+        build_repository(minilm_dir, tmp_path, "minilm", device="cpu", max_batch_tokens=0)
+
+
 @pytest.mark.parametrize("kind, output", [
     ("sequence_classification", 'name: "logits"\n    data_type: TYPE_FP32\n    dims: [ 2 ]'),
     ("token_classification", 'name: "logits"\n    data_type: TYPE_FP32\n    dims: [ -1, 5 ]'),

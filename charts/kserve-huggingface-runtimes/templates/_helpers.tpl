@@ -91,6 +91,10 @@ Usage: include "hfr.resources" (dict "resources" .Values.huggingface.resources "
 - name: TRANSFORMERS_OFFLINE
   value: "1"
 {{- end }}
+{{- if not (kindIs "invalid" .Values.drainDelaySeconds) }}
+- name: HFSERVE_DRAIN_DELAY_S
+  value: {{ .Values.drainDelaySeconds | quote }}
+{{- end }}
 - name: HOME
   value: {{ .Values.scratch.cacheDir | quote }}
 - name: HF_HOME
@@ -161,18 +165,26 @@ Usage: include "hfr.servingPort" (dict "exposed" "http" "http" 8080 "grpc" 8081)
 
 {{/*
 Probes of a container; an empty dict leaves the probe out.
-Usage: include "hfr.probes" .Values.huggingface
+With exposedPort grpc, Knative points the serving container's liveness probe at the declared
+(gRPC) port (knative/serving deploy.go rewriteUserLivenessProbe), where an HTTP GET fails; an
+httpGet liveness probe is therefore rendered as a TCP check of the gRPC port.
+Usage: include "hfr.probes" (dict "c" .Values.huggingface "exposed" "http" "grpcPort" 8081)
 */}}
 {{- define "hfr.probes" -}}
-{{- with .readinessProbe }}
+{{- with .c.readinessProbe }}
 readinessProbe:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .livenessProbe }}
-livenessProbe:
-  {{- toYaml . | nindent 2 }}
+{{- with .c.livenessProbe }}
+{{- $live := deepCopy . }}
+{{- if and (eq $.exposed "grpc") (hasKey $live "httpGet") }}
+{{- $_ := unset $live "httpGet" }}
+{{- $_ := set $live "tcpSocket" (dict "port" (int $.grpcPort)) }}
 {{- end }}
-{{- with .startupProbe }}
+livenessProbe:
+  {{- toYaml $live | nindent 2 }}
+{{- end }}
+{{- with .c.startupProbe }}
 startupProbe:
   {{- toYaml . | nindent 2 }}
 {{- end }}
@@ -191,13 +203,19 @@ Usage: include "hfr.objectAnnotations" (dict "extra" .Values.huggingface.annotat
 {{- end -}}
 
 {{/*
-Pod annotations (`spec.annotations`, copied by KServe to the pods), with the
-Prometheus scrape port and path KServe reads when scraping is enabled.
+Pod annotations (`spec.annotations`, copied by KServe to the pods). With metrics enabled:
+`prometheus.io/*` point a Prometheus that honours them at the runtime's /metrics in either mode;
+`prometheus.kserve.io/*` tell queue-proxy where to scrape when KServe's metric aggregation is on
+(Serverless). KServe's own `serving.kserve.io/enable-prometheus-scraping` overwrites
+`prometheus.io/port` with queue-proxy's port (metrics_aggregate_injector.go).
 Usage: include "hfr.podAnnotations" (dict "extra" .Values.huggingface.podAnnotations "metrics" .Values.huggingface.metrics)
 */}}
 {{- define "hfr.podAnnotations" -}}
 {{- $ann := deepCopy (default dict .extra) -}}
 {{- if .metrics.enabled -}}
+{{- $_ := set $ann "prometheus.io/scrape" "true" -}}
+{{- $_ := set $ann "prometheus.io/port" (toString (int .metrics.port)) -}}
+{{- $_ := set $ann "prometheus.io/path" .metrics.path -}}
 {{- $_ := set $ann "prometheus.kserve.io/port" (toString (int .metrics.port)) -}}
 {{- $_ := set $ann "prometheus.kserve.io/path" .metrics.path -}}
 {{- end -}}
@@ -212,4 +230,54 @@ Usage: include "hfr.podAnnotations" (dict "extra" .Values.huggingface.podAnnotat
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- end -}}
+
+{{/*
+Protocols a runtime advertises: the explicit list, else those its declared port serves.
+Usage: include "hfr.protocols" (dict "explicit" .Values.huggingface.protocolVersions "exposed" "http")
+*/}}
+{{- define "hfr.protocols" -}}
+{{- if .explicit }}
+{{- toYaml .explicit }}
+{{- else if eq .exposed "grpc" }}
+- grpc-v2
+{{- else }}
+- v1
+- v2
+{{- end }}
+{{- end -}}
+
+{{/*
+supportedModelFormats entry, with the checks KServe's webhook would otherwise make at install:
+an auto-selected runtime may not share a priority with KServe's built-in huggingface runtimes
+(servingruntime_webhook.go validateServingRuntimePriority).
+Usage: include "hfr.modelFormat" (dict "rt" .Values.huggingface "key" "huggingface" "root" $)
+*/}}
+{{- define "hfr.modelFormat" -}}
+{{- $rt := .rt -}}
+{{- $taken := list -}}
+{{- range (default list .root.Values.kserve.builtinHuggingfacePriorities) -}}
+{{- $taken = append $taken (int .) -}}
+{{- end -}}
+{{- if and $rt.autoSelect (has (int $rt.priority) $taken) -}}
+{{- fail (printf "%s.priority %d collides with KServe's built-in huggingface runtimes (priorities %v); KServe's webhook would refuse the runtime. Use another priority, or autoSelect: false" .key (int $rt.priority) .root.Values.kserve.builtinHuggingfacePriorities) -}}
+{{- end -}}
+- name: {{ .root.Values.modelFormat.name }}
+  version: {{ .root.Values.modelFormat.version | quote }}
+  autoSelect: {{ $rt.autoSelect }}
+  priority: {{ int $rt.priority }}
+{{- end -}}
+
+{{/* Fail on a stated KServe version the chart does not support. */}}
+{{- define "hfr.checkKServe" -}}
+{{- with .Values.kserve.version -}}
+{{- if semverCompare "<0.15.0-0" (toString .) -}}
+{{- fail (printf "this chart needs KServe >= 0.15 (kserve.version is %s): older KServe does not substitute {{.Name}} in transformer-container" (toString .)) -}}
+{{- end -}}
+{{- end -}}
+{{- $h := .Values.huggingface -}}
+{{- $t := .Values.triton -}}
+{{- if and $h.enabled $t.enabled $h.autoSelect $t.autoSelect (eq (int $h.priority) (int $t.priority)) -}}
+{{- fail "huggingface.priority and triton.priority are equal: KServe's webhook refuses two auto-selected runtimes of one format with the same priority" -}}
+{{- end -}}
 {{- end -}}

@@ -1,24 +1,52 @@
 """Starting and stopping real server processes on loopback, for tests, benchmarks and `make` targets.
 
 Every process starts in its own session (process group) and is stopped by group, so nothing it spawned
-outlives it, even when a test fails half-way.
+outlives it, even when a test fails half-way. Ports come from `devtools.ports` (reserved, outside the ephemeral
+range); a server that still finds its port taken raises `PortInUse`, and `start_with_retries` tries new ports.
 """
 
+import ctypes
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+
+from .ports import address_in_use, reserve_port, reserve_ports
+
+
+def die_with_parent() -> None:
+    """In the child between fork and exec: get SIGTERM when the starting process dies, even by SIGKILL (a test
+    killed by pytest-timeout must not leave its servers running)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - best effort (non-Linux)
+        pass
+
+
+class PortInUse(RuntimeError):
+    """The server exited because a port it was given was taken after all."""
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A reserved loopback port (see devtools.ports); kept under this name for existing callers."""
+    return reserve_port()
+
+
+def start_with_retries(start: Callable[[list[int]], object], port_count: int, attempts: int = 3):
+    """start(ports) with `port_count` reserved ports; on PortInUse, again with new ports (the old ones stay held,
+    so they are not handed out again in this process)."""
+    for attempt in range(1, attempts + 1):
+        ports = reserve_ports(port_count)
+        try:
+            return start(ports)
+        except PortInUse:
+            if attempt == attempts:
+                raise
 
 
 def http_status(url: str, timeout: float = 1.0) -> int | None:
@@ -44,7 +72,7 @@ class ServerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                                        start_new_session=True)
+                                        start_new_session=True, preexec_fn=die_with_parent)
         log.close()
         return self
 
@@ -56,7 +84,9 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.command[:4]} exited with {self.process.returncode}:\n{self.log_tail()}")
+                tail = self.log_tail()
+                error = PortInUse if address_in_use(tail) else RuntimeError
+                raise error(f"{self.command[:4]} exited with {self.process.returncode}:\n{tail}")
             if http_status(url) == expect:
                 return
             time.sleep(0.2)

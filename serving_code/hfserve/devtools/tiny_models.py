@@ -20,6 +20,12 @@ Kinds:
     fill_mask                BertForMaskedLM
     text_generation          GPT2LMHeadModel, byte-level BPE, eos doubles as pad, simple chat template
     text2text_generation     T5ForConditionalGeneration, unigram tokenizer with <pad> </s> <unk>
+
+Variants (VARIANTS; same architectures, other head or pooling settings, for the reference tests):
+    text_embedding_cls          as text_embedding, CLS-token pooling, no Normalize module
+    text_embedding_max          as text_embedding, max pooling, Normalize module
+    multi_label_classification  BertForSequenceClassification, problem_type multi_label_classification,
+                                labels SPORT / POLITICS / SCIENCE (one sigmoid per label)
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ INTERMEDIATE = 37
 MAX_POSITIONS = 64
 
 SEQUENCE_LABELS = {0: "NEGATIVE", 1: "POSITIVE"}
+RERANK_LOGIT_SCALE = 1000.0
+MULTI_LABELS = {0: "SPORT", 1: "POLITICS", 2: "SCIENCE"}
 TOKEN_LABELS = {0: "O", 1: "B-PER", 2: "I-PER", 3: "B-LOC", 4: "I-LOC"}
 
 BERT_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -242,7 +250,7 @@ def _labels(id2label: dict[int, str]) -> dict:
     return {"id2label": dict(id2label), "label2id": {v: k for k, v in id2label.items()}}
 
 
-def _build_text_embedding(out_dir: Path) -> None:
+def _build_text_embedding(out_dir: Path, pooling_mode: str = "mean_tokens", normalize: bool = True) -> None:
     from transformers import BertModel
 
     tokenizer = _bert_tokenizer()
@@ -252,18 +260,16 @@ def _build_text_embedding(out_dir: Path) -> None:
     modules = [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
     ]
-    pooling = {
-        "word_embedding_dimension": HIDDEN,
-        "pooling_mode_cls_token": False,
-        "pooling_mode_mean_tokens": True,
-        "pooling_mode_max_tokens": False,
-        "pooling_mode_mean_sqrt_len_tokens": False,
-    }
+    if normalize:
+        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
+    pooling = {"word_embedding_dimension": HIDDEN}
+    for mode in ("cls_token", "mean_tokens", "max_tokens", "mean_sqrt_len_tokens"):
+        pooling[f"pooling_mode_{mode}"] = mode == pooling_mode
     _write_json(out_dir / "modules.json", modules)
     _write_json(out_dir / "1_Pooling" / "config.json", pooling)
-    (out_dir / "2_Normalize").mkdir(exist_ok=True)
+    if normalize:
+        (out_dir / "2_Normalize").mkdir(exist_ok=True)
     _write_json(out_dir / "sentence_bert_config.json", {"max_seq_length": MAX_POSITIONS, "do_lower_case": False})
     _write_json(out_dir / "config_sentence_transformers.json", {"__version__": {}, "similarity_fn_name": "cosine"})
 
@@ -273,6 +279,27 @@ def _build_sequence_classification(out_dir: Path) -> None:
 
     tokenizer = _bert_tokenizer()
     config = _bert_config(len(tokenizer), **_labels(SEQUENCE_LABELS))
+    _save(_seeded(lambda: BertForSequenceClassification(config)), tokenizer, out_dir)
+
+
+def _build_rerank(out_dir: Path) -> None:
+    """A cross-encoder as sentence-transformers saves one: a single-logit BERT sequence classifier whose config
+    names the activation (sigmoid) that turns the logit into a relevance score."""
+    from transformers import BertForSequenceClassification
+
+    tokenizer = _bert_tokenizer()
+    config = _bert_config(len(tokenizer), num_labels=1)
+    config.sentence_transformers = {"activation_fn": "torch.nn.modules.activation.Sigmoid"}
+    model = _seeded(lambda: BertForSequenceClassification(config))
+    model.classifier.weight.data *= RERANK_LOGIT_SCALE  # random logits near 0 would rank by float noise
+    _save(model, tokenizer, out_dir)
+
+
+def _build_multi_label_classification(out_dir: Path) -> None:
+    from transformers import BertForSequenceClassification
+
+    tokenizer = _bert_tokenizer()
+    config = _bert_config(len(tokenizer), problem_type="multi_label_classification", **_labels(MULTI_LABELS))
     _save(_seeded(lambda: BertForSequenceClassification(config)), tokenizer, out_dir)
 
 
@@ -355,27 +382,39 @@ def _write_json(path: Path, obj) -> None:
 _BUILDERS: dict[str, Callable[[Path], None]] = {
     "text_embedding": _build_text_embedding,
     "sequence_classification": _build_sequence_classification,
+    "rerank": _build_rerank,
     "token_classification": _build_token_classification,
     "fill_mask": _build_fill_mask,
     "text_generation": _build_text_generation,
     "text2text_generation": _build_text2text_generation,
+    "text_embedding_cls": lambda out_dir: _build_text_embedding(out_dir, "cls_token", normalize=False),
+    "text_embedding_max": lambda out_dir: _build_text_embedding(out_dir, "max_tokens", normalize=True),
+    "multi_label_classification": _build_multi_label_classification,
 }
 
 # kind -> transformers model class name (also the config.json `architectures` entry)
 KINDS: dict[str, str] = {
     "text_embedding": "BertModel",
     "sequence_classification": "BertForSequenceClassification",
+    "rerank": "BertForSequenceClassification",
     "token_classification": "BertForTokenClassification",
     "fill_mask": "BertForMaskedLM",
     "text_generation": "GPT2LMHeadModel",
     "text2text_generation": "T5ForConditionalGeneration",
 }
 
+# variant -> transformers model class name: the same tasks with another pooling or head configuration
+VARIANTS: dict[str, str] = {
+    "text_embedding_cls": "BertModel",
+    "text_embedding_max": "BertModel",
+    "multi_label_classification": "BertForSequenceClassification",
+}
+
 
 def build_tiny_model(kind: str, out_dir: Path) -> Path:
     """Build the tiny checkpoint of `kind` into `out_dir` (created if missing) and return `out_dir`."""
     if kind not in _BUILDERS:
-        raise ValueError(f"unknown kind {kind!r}; expected one of {sorted(KINDS)}")
+        raise ValueError(f"unknown kind {kind!r}; expected one of {sorted([*KINDS, *VARIANTS])}")
     out_dir = Path(out_dir)
     _BUILDERS[kind](out_dir)
     return out_dir
@@ -392,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m hfserve.devtools.tiny_models",
         description="Build tiny random-weight Hugging Face checkpoints locally (no hub access).",
     )
-    parser.add_argument("kind", choices=[*KINDS, "all"], help="kind to build, or 'all' for every kind into OUT_DIR/KIND")
+    parser.add_argument("kind", choices=[*KINDS, *VARIANTS, "all"], help="kind to build, or 'all' for every kind into OUT_DIR/KIND")
     parser.add_argument("out_dir", type=Path, help="output directory (the root directory with 'all')")
     args = parser.parse_args(argv)
     from transformers.utils import logging as hf_logging

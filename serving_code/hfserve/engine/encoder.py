@@ -24,6 +24,7 @@ from .device import resolve_device, resolve_dtype
 MODEL_CLASSES = {
     Task.TEXT_EMBEDDING: AutoModel,
     Task.SEQUENCE_CLASSIFICATION: AutoModelForSequenceClassification,
+    Task.RERANK: AutoModelForSequenceClassification,
     Task.TOKEN_CLASSIFICATION: AutoModelForTokenClassification,
     Task.FILL_MASK: AutoModelForMaskedLM,
 }
@@ -59,7 +60,7 @@ class EncoderEngine:
         config = self.model.config
         if self.task == Task.TEXT_EMBEDDING:
             return {"embeddings": ("FP32", [config.hidden_size])}
-        if self.task == Task.SEQUENCE_CLASSIFICATION:
+        if self.task in (Task.SEQUENCE_CLASSIFICATION, Task.RERANK):
             return {"logits": ("FP32", [config.num_labels])}
         if self.task == Task.TOKEN_CLASSIFICATION:
             return {"logits": ("FP32", [-1, config.num_labels])}

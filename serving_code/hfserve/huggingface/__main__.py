@@ -6,6 +6,8 @@ import sys
 from .. import args as cli
 from ..serving.openai.routes import openai_router
 from ..serving.server import HFModelServer
+from ..serving.tei.rerank import document_rerank_router
+from ..serving.tei.routes import tei_router_factory
 from ..tasks.detect import TaskDetectionError
 from .encoder_model import InProcessEncoderModel
 from .generative_model import GenerativeModel
@@ -26,7 +28,8 @@ def build_model(args):
     if settings.task.is_generative:
         return GenerativeModel(settings, dtype=args.dtype, device=args.device)
     return InProcessEncoderModel(settings, dtype=args.dtype, device=args.device,
-                                 max_batch_size=args.max_batch_size, max_batch_delay_ms=args.max_batch_delay_ms)
+                                 max_batch_size=args.max_batch_size, max_batch_delay_ms=args.max_batch_delay_ms,
+                                 max_batch_tokens=args.max_batch_tokens)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -39,7 +42,8 @@ def main(argv: list[str] | None = None) -> None:
     except (TaskDetectionError, ValueError, OSError) as error:
         sys.exit(f"hfserve: cannot serve {args.model_dir}: {error}")
     logger.info("serving %s as %s from %s", model.name, model.settings.task, args.model_dir)
-    HFModelServer(router_factories=(openai_router,), **cli.server_options(args)).start([model])
+    HFModelServer(router_factories=(openai_router, tei_router_factory(args.max_concurrent_requests),
+                                   document_rerank_router), **cli.server_options(args)).start([model])
 
 
 if __name__ == "__main__":

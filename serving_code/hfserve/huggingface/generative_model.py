@@ -39,6 +39,8 @@ class GenerativeModel(Model):
     async def predict(self, payload: dict | InferRequest, headers: dict | None = None):
         try:
             request = parse_request(payload, self.settings.max_request_items)
+            if any(isinstance(text, tuple) for text in request.texts):
+                raise InvalidRequest("text pairs are for sequence_classification and rerank models, not generation")
             params = generation_params(request.params_raw)
         except InvalidRequest as error:
             raise InvalidInput(str(error)) from None

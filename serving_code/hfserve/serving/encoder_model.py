@@ -6,17 +6,25 @@ postprocess: outputs -> per-text JSON -> V1 predictions or V2 tensors   (tasks.h
 Only `run_model` differs between the runtimes, so both answer the same input with the same JSON.
 """
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 from kserve import InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput
 
+from ..tasks import PAIR_TASKS
 from ..tasks.handlers import V2Output, make_handler
 from ..tasks.params import InvalidRequest, RequestParams
 from ..tasks.tokenization import EncodedText, TextEncoder, effective_max_length, load_tokenizer
+from .encoder_operations import EncoderOperations
 from .requests import TEXT_INPUT, ParsedRequest, check_texts, parse_request
 from .settings import ModelSettings
+from .timing import current_timing
+
+# A runtime that batches across requests may put the seconds of the forward pass that computed a row under this
+# key of the row's outputs; the rest of the time the row waited counts as queue time.
+FORWARD_SECONDS = "_forward_seconds"
 
 
 @dataclass
@@ -26,9 +34,10 @@ class Job:
     request: ParsedRequest
     encoded: list[EncodedText]
     results: list = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
 
 
-class EncoderTaskModel(Model):
+class EncoderTaskModel(EncoderOperations, Model):
     def __init__(self, settings: ModelSettings):
         super().__init__(settings.model_name)
         self.settings = settings
@@ -67,18 +76,47 @@ class EncoderTaskModel(Model):
         except InvalidRequest as error:
             raise InvalidInput(str(error)) from None
 
+    def batching_limits(self) -> dict:
+        """The batch limits the server applies (GET /info): texts per forward pass and tokens per forward pass
+        (None where there is no such limit)."""
+        return {"max_batch_requests": None, "max_batch_tokens": None}
+
     def _encode(self, request: ParsedRequest) -> Job:
-        encoded = self.text_encoder.encode(request.texts, with_offsets=self.handler.needs_offsets)
+        job_started = time.perf_counter()
+        if self.settings.task not in PAIR_TASKS and any(isinstance(t, tuple) for t in request.texts):
+            raise InvalidRequest(f"text pairs are accepted by sequence_classification and rerank models; this "
+                                 f"model serves {self.settings.task}")
+        params = request.params
+        truncate = self.settings.auto_truncate if params.truncate is None else params.truncate
+        encoded = self.text_encoder.encode(request.texts, with_offsets=self.handler.needs_offsets,
+                                           truncate=truncate, direction=params.truncation_direction)
         self.handler.check(encoded)
-        return Job(request=request, encoded=encoded)
+        current_timing().add(self.name, "tokenization", time.perf_counter() - job_started)
+        return Job(request=request, encoded=encoded, started=job_started)
+
+    async def run_timed(self, encoded: list[EncodedText]) -> list[dict[str, np.ndarray]]:
+        """run_encoded, with the wait split into queue and inference time for the request's timing."""
+        started = time.perf_counter()
+        outputs = await self.run_encoded(encoded)
+        elapsed = time.perf_counter() - started
+        forward = [row.pop(FORWARD_SECONDS) for row in outputs if FORWARD_SECONDS in row]
+        inference = min(elapsed, max(forward)) if forward else elapsed
+        timing = current_timing()
+        timing.add(self.name, "queue", elapsed - inference)
+        timing.add(self.name, "inference", inference)
+        return outputs
+
+    def finish_timing(self, job: Job) -> None:
+        current_timing().add(self.name, "compute", time.perf_counter() - job.started)
 
     async def predict(self, job: Job, headers: dict | None = None) -> Job:
-        outputs = await self.run_encoded(job.encoded)
+        outputs = await self.run_timed(job.encoded)
         params = job.request.params
         job.results = [
             self.handler.result(out, enc, text, params)
             for out, enc, text in zip(outputs, job.encoded, job.request.texts)
         ]
+        self.finish_timing(job)
         return job
 
     async def postprocess(self, job: Job, headers: dict | None = None) -> dict | InferResponse:
@@ -92,12 +130,20 @@ class EncoderTaskModel(Model):
             infer_outputs=[to_infer_output(t) for t in tensors],
         )
 
-    async def infer_texts(self, texts: list[str], params: RequestParams | None = None) -> tuple[list, int]:
+    async def infer_texts(self, texts: list, params: RequestParams | None = None) -> tuple[list, int]:
         """For routes outside kserve's dataplane (OpenAI): results per text and the number of tokens used."""
         check_texts(texts, self.settings.max_request_items)
         job = self._encode(ParsedRequest(texts=texts, params=params or RequestParams()))
         await self.predict(job)
         return job.results, sum(len(e) for e in job.encoded)
+
+    async def run_inputs(self, texts: list, params: RequestParams) -> tuple[list[dict[str, np.ndarray]], list]:
+        """The raw model outputs per text (or pair) and the encoded inputs, with truncation and timing applied."""
+        check_texts(texts, self.settings.max_request_items)
+        job = self._encode(ParsedRequest(texts=texts, params=params))
+        outputs = await self.run_timed(job.encoded)
+        self.finish_timing(job)
+        return outputs, job.encoded
 
     def get_input_types(self) -> list[dict]:
         return [{"name": TEXT_INPUT, "datatype": "BYTES", "shape": [-1]}]

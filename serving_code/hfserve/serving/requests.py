@@ -11,11 +11,12 @@ from kserve import InferRequest
 from ..tasks.params import InvalidRequest, RequestParams
 
 TEXT_INPUT = "text"
+PAIR_INPUT = "text_pair"  # second text of each pair (cross-encoders, pair classifiers)
 
 
 @dataclass
 class ParsedRequest:
-    texts: list[str]
+    texts: list  # str, or (text, text_pair) tuples
     params: RequestParams = field(default_factory=RequestParams)
     v2_request: InferRequest | None = None  # set for V2 (REST or gRPC) requests
     params_raw: dict | None = None  # the request's parameters as sent (generation options)
@@ -61,32 +62,49 @@ def parse_v1(body: dict, max_items: int) -> ParsedRequest:
     return ParsedRequest(texts=texts, params=RequestParams.parse(raw), params_raw=raw)
 
 
-def _v1_text(index: int, item: Any) -> str:
+def _v1_text(index: int, item: Any) -> str | tuple[str, str]:
+    pair = None
     if isinstance(item, dict):
+        pair = item.get(PAIR_INPUT)
         item = item.get("text")
     if not isinstance(item, str):
         raise InvalidRequest(f"instance {index} must be a string or an object with a string 'text'")
-    return item
+    if pair is None:
+        return item
+    if not isinstance(pair, str):
+        raise InvalidRequest(f"instance {index}: '{PAIR_INPUT}' must be a string")
+    return item, pair
 
 
 def parse_v2(request: InferRequest, max_items: int) -> ParsedRequest:
     inputs = request.inputs or []
-    if len(inputs) != 1:
-        raise InvalidRequest(f"expected exactly one input tensor named '{TEXT_INPUT}', got {len(inputs)}")
-    tensor = inputs[0]
-    if tensor.name != TEXT_INPUT:
-        raise InvalidRequest(f"unknown input {tensor.name!r}; the model takes one BYTES input named '{TEXT_INPUT}'")
-    if tensor.datatype != "BYTES":
-        raise InvalidRequest(f"input '{TEXT_INPUT}' must have datatype BYTES, got {tensor.datatype}")
-    shape = list(tensor.shape or [])
-    if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
-        raise InvalidRequest(f"input '{TEXT_INPUT}' must have shape [N] or [N, 1], got {shape}")
-    texts = [_v2_text(i, item) for i, item in enumerate(_v2_items(tensor))]
-    if len(texts) != shape[0]:
-        raise InvalidRequest(f"input '{TEXT_INPUT}' has shape {shape} but {len(texts)} elements")
+    by_name = {tensor.name: tensor for tensor in inputs}
+    if TEXT_INPUT not in by_name or len(by_name) != len(inputs) or not set(by_name) <= {TEXT_INPUT, PAIR_INPUT}:
+        names = [tensor.name for tensor in inputs]
+        raise InvalidRequest(f"expected one BYTES input named '{TEXT_INPUT}' (and, for text pairs, one named "
+                             f"'{PAIR_INPUT}' of the same shape), got {names}")
+    texts = _v2_texts(by_name[TEXT_INPUT])
+    if PAIR_INPUT in by_name:
+        pairs = _v2_texts(by_name[PAIR_INPUT])
+        if len(pairs) != len(texts):
+            raise InvalidRequest(f"'{PAIR_INPUT}' has {len(pairs)} elements but '{TEXT_INPUT}' has {len(texts)}")
+        texts = list(zip(texts, pairs))
     check_texts(texts, max_items)
     raw = _plain_parameters(request.parameters)
     return ParsedRequest(texts=texts, params=RequestParams.parse(raw), v2_request=request, params_raw=raw)
+
+
+def _v2_texts(tensor) -> list[str]:
+    name = tensor.name
+    if tensor.datatype != "BYTES":
+        raise InvalidRequest(f"input '{name}' must have datatype BYTES, got {tensor.datatype}")
+    shape = list(tensor.shape or [])
+    if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
+        raise InvalidRequest(f"input '{name}' must have shape [N] or [N, 1], got {shape}")
+    texts = [_v2_text(i, item, name) for i, item in enumerate(_v2_items(tensor))]
+    if len(texts) != shape[0]:
+        raise InvalidRequest(f"input '{name}' has shape {shape} but {len(texts)} elements")
+    return texts
 
 
 def _v2_items(tensor) -> list:
@@ -96,7 +114,7 @@ def _v2_items(tensor) -> list:
     if isinstance(data, np.ndarray):
         return list(data.reshape(-1))
     if not isinstance(data, list):
-        raise InvalidRequest(f"input '{TEXT_INPUT}' data must be a list of strings")
+        raise InvalidRequest(f"input '{tensor.name}' data must be a list of strings")
     return _flatten(data)
 
 
@@ -107,14 +125,14 @@ def _flatten(items: list) -> list:
     return flat
 
 
-def _v2_text(index: int, item: Any) -> str:
+def _v2_text(index: int, item: Any, name: str = TEXT_INPUT) -> str:
     if isinstance(item, (bytes, np.bytes_)):
         try:
             return bytes(item).decode("utf-8")
         except UnicodeDecodeError:
-            raise InvalidRequest(f"element {index} of '{TEXT_INPUT}' is not valid UTF-8") from None
+            raise InvalidRequest(f"element {index} of '{name}' is not valid UTF-8") from None
     if not isinstance(item, str):
-        raise InvalidRequest(f"element {index} of '{TEXT_INPUT}' must be a string")
+        raise InvalidRequest(f"element {index} of '{name}' must be a string")
     return item
 
 
@@ -132,7 +150,7 @@ def _plain_parameters(parameters: Any) -> dict | None:
     return plain
 
 
-def check_texts(texts: list[str], max_items: int) -> None:
+def check_texts(texts: list, max_items: int) -> None:
     if not texts:
         raise InvalidRequest("the request has no texts; send at least one")
     if len(texts) > max_items:

@@ -1,5 +1,6 @@
 """kserve's ModelServer with what a production runtime needs on top: a bind address, body-size limits,
-JSON errors for every client mistake, and the OpenAI-compatible routes, all on the one HTTP app."""
+JSON errors for every client mistake, and the OpenAI-compatible routes, all on the one HTTP app; no model-repository
+routes unless asked for (serving/exposure.py); a drain on SIGTERM (serving/drain.py)."""
 
 import asyncio
 import concurrent.futures
@@ -18,7 +19,9 @@ from kserve.protocol.rest.server import RESTServer
 
 from ..tasks.params import InvalidRequest
 from .compat import V2JsonContentType
+from .drain import DrainingServer, DrainState
 from .errors import PredictorUnavailable, install_error_handlers
+from .exposure import NoRepositoryServicer, drop_repository_routes, version_not_supported_handler
 from .limits import BodySizeLimit
 
 RouterFactory = Callable[[kserve_model_server.ModelRepository], APIRouter]
@@ -26,17 +29,23 @@ RouterFactory = Callable[[kserve_model_server.ModelRepository], APIRouter]
 
 class _RESTServer(RESTServer):
     def __init__(self, *args, bind_address: str, max_request_bytes: int, routers: list[APIRouter],
-                 request_timing_logs: bool, **kwargs):
+                 request_timing_logs: bool, drain: DrainState, repository_routes: bool, middlewares: tuple = (),
+                 **kwargs):
         super().__init__(*args, **kwargs)
+        self._middlewares = middlewares
         self.config.host = bind_address
+        self._server = DrainingServer(self.config, drain)
         self._max_request_bytes = max_request_bytes
         self._routers = routers
         self._request_timing_logs = request_timing_logs
+        self._repository_routes = repository_routes
 
     def _register_endpoints(self, app: FastAPI):
         for router in self._routers:
             app.include_router(router)
         super()._register_endpoints(app)
+        if not self._repository_routes:
+            drop_repository_routes(app)
 
     def _add_middlewares(self, app: FastAPI):
         # kserve's timing middleware measures CPU time and logs two lines per request: in profiles it was 40% of
@@ -45,10 +54,13 @@ class _RESTServer(RESTServer):
             super()._add_middlewares(app)
         app.add_middleware(V2JsonContentType)
         app.add_middleware(BodySizeLimit, max_bytes=self._max_request_bytes)
+        for middleware, options in self._middlewares:  # added last: outermost (serving/controls.py)
+            app.add_middleware(middleware, **options)
 
     def _add_exception_handlers(self, app: FastAPI):
         super()._add_exception_handlers(app)
         install_error_handlers(app)
+        app.add_exception_handler(NotImplementedError, version_not_supported_handler)
 
 
 class _ExceptionToStatus(ExceptionToStatusInterceptor):
@@ -70,8 +82,18 @@ class _PredictorAwareDataPlane(DataPlane):
     and fail at once with PredictorUnavailable, a 503 that names the predictor.
     """
 
+    drain = DrainState(0.0)              # replaced by the server's; draining: the pod should leave the endpoints
+    served_models: tuple[str, ...] = ()  # every model this server was started with must be there and ready
+
     async def ready(self) -> bool:
-        for model in self._model_registry.get_models().values():
+        if self.drain.draining:
+            return False
+        models = self._model_registry.get_models()
+        for name in self.served_models:
+            model = models.get(name)
+            if model is None or not getattr(model, "ready", True):
+                return False
+        for model in models.values():
             if not await _predictor_ready(model):
                 return False
         return await super().ready()
@@ -79,7 +101,7 @@ class _PredictorAwareDataPlane(DataPlane):
     async def model_ready(self, model_name: str, disable_predictor_health_check: bool = False) -> bool:
         is_ready = await super().model_ready(model_name, disable_predictor_health_check)
         if is_ready and not disable_predictor_health_check:
-            return await _predictor_ready(self._model_registry.get_model(model_name))
+            return not self.drain.draining and await _predictor_ready(self._model_registry.get_model(model_name))
         return is_ready
 
 
@@ -91,12 +113,13 @@ async def _predictor_ready(model) -> bool:
 class _GRPCServer(GRPCServer):
     """kserve's gRPC server, listening on the configured address instead of every interface."""
 
-    def __init__(self, *args, bind_address: str, **kwargs):
+    def __init__(self, *args, bind_address: str, repository_routes: bool, **kwargs):
         super().__init__(*args, **kwargs)
         self._bind_address = bind_address
+        self._servicer_class = InferenceServicer if repository_routes else NoRepositoryServicer
 
     async def start(self, max_workers):
-        servicer = InferenceServicer(self._data_plane, self._model_repository_extension)
+        servicer = self._servicer_class(self._data_plane, self._model_repository_extension)
         self._server = aio.server(
             concurrent.futures.ThreadPoolExecutor(max_workers=max_workers),
             interceptors=(LoggingInterceptor(), _ExceptionToStatus()),
@@ -114,25 +137,33 @@ class _GRPCServer(GRPCServer):
 
 class HFModelServer(ModelServer):
     def __init__(self, *, bind_address: str = "0.0.0.0", max_request_bytes: int = 1 << 20,
-                 router_factories: tuple[RouterFactory, ...] = (), request_timing_logs: bool = False, **kwargs):
+                 router_factories: tuple[RouterFactory, ...] = (), request_timing_logs: bool = False,
+                 middlewares: tuple = (), drain_delay_s: float | None = None, enable_repository_routes: bool = False,
+                 **kwargs):
         super().__init__(enable_latency_logging=request_timing_logs, **kwargs)
+        self.drain = DrainState(drain_delay_s)
+        self.enable_repository_routes = enable_repository_routes
         self.request_timing_logs = request_timing_logs
         self.dataplane = _PredictorAwareDataPlane(model_registry=self.registered_models)
+        self.dataplane.drain = self.drain
         self.bind_address = bind_address
         self.max_request_bytes = max_request_bytes
         self.router_factories = router_factories
+        self.middlewares = middlewares
 
     def start(self, models) -> None:
         if self.workers != 1:
             # kserve's multi-process server builds its own app, without our routes, limits and bind address.
             raise ValueError("--workers must be 1; scale with replicas instead")
         self._register_and_check_atleast_one_model_is_ready(models)
+        self.dataplane.served_models = tuple(model.name for model in models)
         self._rest_server = _RESTServer(
             kserve_model_server.FASTAPI_APP_IMPORT_STRING, self.dataplane, self.model_repository_extension,
             self.http_port, access_log_format=self.access_log_format, workers=1,
             grace_period=self.grace_period, event_loop=self.event_loop, timeout_keep_alive=self.timeout_keep_alive,
             bind_address=self.bind_address, max_request_bytes=self.max_request_bytes,
-            request_timing_logs=self.request_timing_logs, routers=[factory(self.registered_models) for factory in self.router_factories],
+            request_timing_logs=self.request_timing_logs, middlewares=self.middlewares, routers=[factory(self.registered_models) for factory in self.router_factories],
+            drain=self.drain, repository_routes=self.enable_repository_routes,
         )
         self.servers.append(self._rest_server.start())
         if self.enable_grpc:
@@ -141,8 +172,21 @@ class HFModelServer(ModelServer):
                 kwargs={**vars(kserve_model_server.args),
                         "grpc_max_receive_message_length": self.max_request_bytes},
                 grace_period=self.grace_period, bind_address=self.bind_address,
+                repository_routes=self.enable_repository_routes,
             )
             self.servers.append(self._grpc_server.start(self.max_threads))
         self.setup_event_loop()
         self.register_signal_handler()
         asyncio.run(self._serve())
+
+    def stop(self, sig: int):
+        """After the HTTP server stopped: stop gRPC (its in-flight calls finish), only then unload the models."""
+        self.drain.begin()
+
+        async def shutdown():
+            if self._grpc_server:
+                await self._grpc_server.stop(sig)
+            for name in list(self.registered_models.get_models()):
+                self.registered_models.unload(name)
+
+        asyncio.create_task(shutdown())

@@ -15,3 +15,4 @@ class ModelSettings:
     tokenizer: TokenizerOptions = TokenizerOptions()
     return_probabilities: bool = False
     max_request_items: int = 64
+    auto_truncate: bool = True  # cut over-long inputs to the model's limit unless a request says otherwise

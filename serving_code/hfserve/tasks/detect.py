@@ -33,6 +33,18 @@ def task_from_architectures(architectures: list[str]) -> Task | None:
     return None
 
 
+def is_cross_encoder(config: dict) -> bool:
+    """A sequence classifier that scores pairs: sentence-transformers' CrossEncoder marks the config it saves,
+    and a head with one logit has no labels to choose between (softmax over one logit is always 1), so
+    its only meaningful output is a relevance score."""
+    if "sbert_ce_default_activation_function" in config:
+        return True
+    marker = config.get("sentence_transformers")
+    if isinstance(marker, dict) and "activation_fn" in marker:
+        return True
+    return config.get("num_labels") == 1 or len(config.get("id2label") or {}) == 1
+
+
 def infer_task(model_dir: Path, requested: str | Task | None = None) -> Task:
     """The task to serve: the one requested, else the one the checkpoint's architecture implies."""
     if requested:
@@ -44,8 +56,11 @@ def infer_task(model_dir: Path, requested: str | Task | None = None) -> Task:
     config_path = Path(model_dir) / "config.json"
     if not config_path.is_file():
         raise TaskDetectionError(f"{config_path} not found: is --model_dir a Hugging Face checkpoint?")
-    architectures = json.loads(config_path.read_text()).get("architectures") or []
+    config = json.loads(config_path.read_text())
+    architectures = config.get("architectures") or []
     task = task_from_architectures(architectures)
+    if task == Task.SEQUENCE_CLASSIFICATION and is_cross_encoder(config):
+        task = Task.RERANK
     if task is None and is_sentence_transformers_checkpoint(model_dir):
         task = Task.TEXT_EMBEDDING
     if task is None:

@@ -30,6 +30,28 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
+def sigmoid(x: np.ndarray | float) -> np.ndarray | float:
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
+
+
+def relevance_score(logits: np.ndarray, raw: bool = False) -> float:
+    """A cross-encoder's score for one pair: its single logit, or the sigmoid of it (0..1, the default)."""
+    logit = float(np.asarray(logits, dtype=np.float64).reshape(-1)[0])
+    return logit if raw else float(sigmoid(logit))
+
+
+def label_scores(logits: np.ndarray, id2label: dict[int, str], raw: bool = False) -> list[dict]:
+    """Every label with its score, best first: softmax over the labels (sigmoid for a single-logit head), or the
+    logits themselves when raw."""
+    logits = np.asarray(logits, dtype=np.float64).reshape(-1)
+    if raw:
+        scores = logits
+    else:
+        scores = sigmoid(logits) if logits.size == 1 else softmax(logits)
+    order = np.argsort(-scores, kind="stable")
+    return [{"label": id2label.get(int(i), str(int(i))), "score": float(scores[i])} for i in order]
+
+
 def _json_bytes(results: list) -> list[str]:
     return [json.dumps(r, ensure_ascii=False) for r in results]
 
@@ -80,13 +102,20 @@ class EmbeddingHandler(TaskHandler):
 
 
 class SequenceClassificationHandler(TaskHandler):
+    """Scores as the checkpoint's config asks: an independent sigmoid per label for multi-label (and single-logit)
+    heads, raw logits for regression, a softmax over the labels otherwise."""
+
     task = Task.SEQUENCE_CLASSIFICATION
+
+    def __init__(self, tokenizer, model_dir, id2label, return_probabilities=False):
+        super().__init__(tokenizer, model_dir, id2label, return_probabilities)
+        self.scores = _score_function(json.loads((Path(model_dir) / "config.json").read_text()))
 
     def _with_probabilities(self, params: RequestParams) -> bool:
         return self.return_probabilities if params.return_probabilities is None else params.return_probabilities
 
     def result(self, outputs, encoded, text, params):
-        probabilities = softmax(outputs["logits"].astype(np.float64))
+        probabilities = self.scores(outputs["logits"].astype(np.float64))
         best = int(np.argmax(probabilities))
         result = {"label": self.id2label.get(best, str(best)), "score": float(probabilities[best])}
         if self._with_probabilities(params):
@@ -112,6 +141,37 @@ class SequenceClassificationHandler(TaskHandler):
         return meta
 
 
+def _score_function(config: dict):
+    problem_type = config.get("problem_type")
+    if problem_type == "regression":
+        return lambda logits: logits
+    labels = config.get("num_labels") or len(config.get("id2label") or {}) or 2
+    if problem_type == "multi_label_classification" or labels == 1:
+        return sigmoid
+    return softmax
+
+
+class RerankHandler(TaskHandler):
+    """Cross-encoders: one relevance score per (query, document) pair (or per single text)."""
+
+    task = Task.RERANK
+
+    def __init__(self, tokenizer, model_dir, id2label, return_probabilities=False):
+        super().__init__(tokenizer, model_dir, id2label, return_probabilities)
+        if len(id2label) > 1:
+            raise ValueError(f"task rerank needs a cross-encoder with one output logit; {model_dir} has "
+                             f"{len(id2label)} labels: serve it as sequence_classification")
+
+    def result(self, outputs, encoded, text, params):
+        return {"score": relevance_score(outputs["logits"], params.raw_scores)}
+
+    def v2_outputs(self, results, params):
+        return [V2Output("score", "FP32", [len(results)], [r["score"] for r in results])]
+
+    def output_metadata(self):
+        return [{"name": "score", "datatype": "FP32", "shape": [-1]}]
+
+
 class TokenClassificationHandler(TaskHandler):
     """Entities with character offsets; consecutive B-/I- tokens of one type are grouped into one span."""
 
@@ -133,7 +193,7 @@ class TokenClassificationHandler(TaskHandler):
                 current = None
                 continue
             continues = current is not None and current["entity_group"] == entity_type and prefix != "B"
-            if continues and start <= current["end"] + 1:
+            if continues:  # as the pipeline's "simple" aggregation: whitespace between tokens does not split a span
                 current["end"] = end
                 current["_scores"].append(score)
             else:
@@ -210,8 +270,8 @@ class FillMaskHandler(TaskHandler):
         return [{"name": "predictions", "datatype": "BYTES", "shape": [-1]}]
 
 
-HANDLERS = {h.task: h for h in (EmbeddingHandler, SequenceClassificationHandler, TokenClassificationHandler,
-                                FillMaskHandler)}
+HANDLERS = {h.task: h for h in (EmbeddingHandler, SequenceClassificationHandler, RerankHandler,
+                                TokenClassificationHandler, FillMaskHandler)}
 
 
 def make_handler(task: Task, tokenizer, model_dir: Path, return_probabilities: bool = False) -> TaskHandler:

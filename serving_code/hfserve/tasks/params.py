@@ -10,11 +10,19 @@ class InvalidRequest(ValueError):
     """The client sent something we cannot serve; the message says what (HTTP 400, gRPC INVALID_ARGUMENT)."""
 
 
+class InputTooLong(InvalidRequest):
+    """An input has more tokens than the model accepts and truncation is off; the message names the limit
+    (HTTP 400 on V1, V2 and OpenAI routes, 413 on TEI routes as TEI answers it)."""
+
+
 @dataclass(frozen=True)
 class RequestParams:
     normalize: bool | None = None  # text_embedding: L2-normalise (default: as the checkpoint says)
     return_probabilities: bool | None = None  # sequence_classification (default: --return_probabilities)
     top_k: int = 5  # fill_mask candidates per mask
+    truncate: bool | None = None  # cut inputs to the model's limit (default: the server's --auto_truncate)
+    truncation_direction: str = "right"  # which end truncation cuts: right or left
+    raw_scores: bool = False  # rerank: the model's logit instead of the sigmoid of it
 
     @classmethod
     def parse(cls, raw: Any) -> "RequestParams":
@@ -23,15 +31,24 @@ class RequestParams:
         if not isinstance(raw, dict):
             raise InvalidRequest("'parameters' must be a JSON object")
         values = {}
-        for name in ("normalize", "return_probabilities"):
+        for name in ("normalize", "return_probabilities", "truncate", "raw_scores"):
             if raw.get(name) is not None:
                 values[name] = _as_bool(name, raw[name])
+        if raw.get("truncation_direction") is not None:
+            values["truncation_direction"] = truncation_direction(raw["truncation_direction"])
         if raw.get("top_k") is not None:
             top_k = raw["top_k"]
             if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
                 raise InvalidRequest(f"'top_k' must be an integer from 1 to {MAX_TOP_K}")
             values["top_k"] = top_k
         return cls(**values)
+
+
+def truncation_direction(value: Any) -> str:
+    """'right' or 'left' (any case: TEI clients send "Right" / "Left")."""
+    if isinstance(value, str) and value.lower() in ("right", "left"):
+        return value.lower()
+    raise InvalidRequest("'truncation_direction' must be 'right' or 'left'")
 
 
 def _as_bool(name: str, value: Any) -> bool:

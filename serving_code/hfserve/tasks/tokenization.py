@@ -8,8 +8,14 @@ from pathlib import Path
 import numpy as np
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from .params import InputTooLong
+
 # Tokenizers without a real limit report a huge sentinel as model_max_length.
 _NO_LIMIT = 1_000_000
+
+# One input: a text, or a (text, text_pair) pair that is tokenized together (cross-encoders, NLI).
+TextInput = str | tuple[str, str]
+TRUNCATION_DIRECTIONS = ("right", "left")
 
 
 @dataclass(frozen=True)
@@ -74,32 +80,57 @@ class TextEncoder:
         self.options = options
         self.input_names = input_names
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self._backend = _rust_backend(tokenizer, max_length)
+        self._backends: dict[tuple[bool, str], object] = {}
+        self._backend = self.backend(truncate=True, direction="right")
 
-    def encode(self, texts: list[str], with_offsets: bool = False) -> list[EncodedText]:
-        if self._backend is not None:
-            return self._encode_with_backend(texts)
-        return self._encode_with_transformers(texts, with_offsets)
+    def backend(self, truncate: bool, direction: str):
+        """The fast tokenizer's Rust backend set up for one truncation mode (None for slow tokenizers)."""
+        key = (truncate, direction)
+        if key not in self._backends:
+            self._backends[key] = _rust_backend(self.tokenizer, self.max_length if truncate else None, direction)
+        return self._backends[key]
 
-    def _encode_with_backend(self, texts: list[str]) -> list[EncodedText]:
+    def encode(self, texts: list[TextInput], with_offsets: bool = False, truncate: bool = True,
+               direction: str = "right") -> list[EncodedText]:
+        """Token ids per text (or pair). With truncate=False an input over max_length raises InputTooLong."""
+        backend = self.backend(truncate, direction) if self._backend is not None else None
+        if backend is not None:
+            encoded = self._encode_with_backend(backend, texts)
+        else:
+            encoded = self._encode_with_transformers(texts, with_offsets, truncate, direction)
+        if not truncate:
+            self.check_lengths(encoded)
+        return encoded
+
+    def check_lengths(self, encoded: list[EncodedText]) -> None:
+        for index, e in enumerate(encoded):
+            if len(e) > self.max_length:
+                raise InputTooLong(
+                    f"input {index} has {len(e)} tokens, more than this model's limit of {self.max_length} tokens; "
+                    "shorten it or send truncate=true to cut it to the limit")
+
+    def _encode_with_backend(self, backend, texts: list[TextInput]) -> list[EncodedText]:
         """The Rust tokenizer directly: the same ids as transformers' __call__, without its per-call overhead
         (about half a millisecond per request, which is most of the serving overhead at batch 1)."""
         with_types = "token_type_ids" in self.input_names
         return [
             EncodedText(input_ids=e.ids, token_type_ids=e.type_ids if with_types else None, offsets=e.offsets)
-            for e in self._backend.encode_batch(texts, add_special_tokens=self.options.add_special_tokens)
+            for e in backend.encode_batch(texts, add_special_tokens=self.options.add_special_tokens)
         ]
 
-    def _encode_with_transformers(self, texts: list[str], with_offsets: bool) -> list[EncodedText]:
-        batch = self.tokenizer(
-            texts,
-            truncation=True,
-            max_length=self.max_length,
-            add_special_tokens=self.options.add_special_tokens,
-            return_offsets_mapping=with_offsets,
-            return_token_type_ids="token_type_ids" in self.input_names,
-            return_attention_mask=False,
-        )
+    def _encode_with_transformers(self, texts: list[TextInput], with_offsets: bool, truncate: bool,
+                                  direction: str) -> list[EncodedText]:
+        pairs = [t for t in texts if isinstance(t, tuple)]
+        if pairs and len(pairs) != len(texts):
+            return [e for t in texts for e in self._encode_with_transformers([t], with_offsets, truncate, direction)]
+        first = [t[0] for t in texts] if pairs else texts
+        second = [t[1] for t in texts] if pairs else None
+        side = self.tokenizer.truncation_side
+        self.tokenizer.truncation_side = direction
+        try:
+            batch = self._call_tokenizer(first, second, with_offsets, truncate)
+        finally:
+            self.tokenizer.truncation_side = side
         type_ids = batch.get("token_type_ids")
         offsets = batch.get("offset_mapping")
         return [
@@ -111,19 +142,35 @@ class TextEncoder:
             for i, ids in enumerate(batch["input_ids"])
         ]
 
+    def _call_tokenizer(self, first: list[str], second: list[str] | None, with_offsets: bool, truncate: bool):
+        return self.tokenizer(
+            first,
+            second,
+            truncation=truncate,
+            max_length=self.max_length if truncate else None,
+            add_special_tokens=self.options.add_special_tokens,
+            return_offsets_mapping=with_offsets,
+            return_token_type_ids="token_type_ids" in self.input_names,
+            return_attention_mask=False,
+        )
+
     def pad(self, encoded: list[EncodedText]) -> dict[str, np.ndarray]:
         """Right-pads a group of texts to its longest member: the model inputs, int64 [batch, length]."""
         return pad_encoded(encoded, self.pad_id, self.input_names)
 
 
-def _rust_backend(tokenizer: PreTrainedTokenizerBase, max_length: int):
-    """A private copy of a fast tokenizer's Rust backend that truncates to max_length and never pads."""
+def _rust_backend(tokenizer: PreTrainedTokenizerBase, max_length: int | None, direction: str = "right"):
+    """A private copy of a fast tokenizer's Rust backend that never pads and truncates to max_length from
+    `direction` (max_length None: never truncates). None where transformers' own __call__ must be used."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None or getattr(tokenizer, "truncation_side", "right") != "right":
         return None
     backend = copy.deepcopy(backend)
     backend.no_padding()
-    backend.enable_truncation(max_length=max_length)
+    if max_length is None:
+        backend.no_truncation()
+    else:
+        backend.enable_truncation(max_length=max_length, direction=direction)
     return backend
 
 

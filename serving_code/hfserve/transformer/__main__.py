@@ -15,6 +15,8 @@ from pathlib import Path
 from .. import args as cli
 from ..serving.openai.routes import openai_router
 from ..serving.server import HFModelServer
+from ..serving.tei.rerank import document_rerank_router
+from ..serving.tei.routes import tei_router_factory
 from ..tasks.detect import TaskDetectionError
 from .model import TritonEncoderModel
 
@@ -72,7 +74,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"hfserve: cannot serve {args.model_dir}: {error}")
     logger.info("serving %s as %s from %s, model on triton %s (model %s)", model.name, model.settings.task,
                 args.model_dir, args.predictor_host, model.client.model_name)
-    HFModelServer(router_factories=(openai_router,), **cli.server_options(args)).start([model])
+    HFModelServer(router_factories=(openai_router, tei_router_factory(args.max_concurrent_requests),
+                                   document_rerank_router), **cli.server_options(args)).start([model])
 
 
 if __name__ == "__main__":

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 
+from ..engine.passes import CPU_PASS_OVERHEAD_TOKENS, PassLimits, plan_passes
 from ..serving.encoder_model import EncoderTaskModel
 from ..serving.settings import ModelSettings
+from ..tasks.tokenization import EncodedText
 from .triton_client import TritonClient
 
 # What the tokenizer produces; only the ones Triton's model configuration lists are sent.
 TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+# How a request's own texts are split into Triton requests by length: rows and tokens are bounded by Triton's
+# max_batch_size and model.py's passes, so only the padding-versus-another-request trade-off matters here.
+REQUEST_SPLIT = PassLimits(max_rows=1 << 30, max_tokens=1 << 62, overhead_tokens=CPU_PASS_OVERHEAD_TOKENS)
 
 
 class TritonEncoderModel(EncoderTaskModel):
@@ -47,6 +54,24 @@ class TritonEncoderModel(EncoderTaskModel):
         """Whether Triton has the model ready (probed every 200 ms in the background)."""
         client = await self._client()
         return bool(self.ready and client.ready)
+
+    def batching_limits(self) -> dict:
+        """Triton's max_batch_size once its model configuration has been read (None before)."""
+        return {"max_batch_requests": getattr(self.client, "max_batch_size", None) or None, "max_batch_tokens": None}
+
+    async def run_encoded(self, encoded: list[EncodedText]) -> list[dict[str, np.ndarray]]:
+        """A request whose texts differ much in length goes to Triton as several requests, grouped by length, so
+        its short texts are not padded to its long ones (a [b, T] tensor has one T); Triton batches them again."""
+        groups = plan_passes([len(e) for e in encoded], REQUEST_SPLIT)
+        if len(groups) <= 1:
+            return await super().run_encoded(encoded)
+        parts = await asyncio.gather(*(super(TritonEncoderModel, self).run_encoded([encoded[i] for i in group])
+                                       for group in groups))
+        results: list = [None] * len(encoded)
+        for group, part in zip(groups, parts):
+            for index, result in zip(group, part):
+                results[index] = result
+        return results
 
     async def run_model(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         client = await self._client()

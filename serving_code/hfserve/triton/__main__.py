@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..drain_delay import default_delay_s
 from .local_server import TritonNotFound, find_triton
 from .repository import EXIT_GENERATIVE, GenerativeTaskRefused, add_repository_args, check_encoder_task
 from .supervisor import ADMIN_HEADER, TritonProcess
@@ -46,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--drain_quiet_s", type=float, default=1.0,
                         help="on SIGTERM, keep serving until no request has arrived for this long (the transformer "
                              "beside us drains its own in-flight requests through Triton), then unload and stop")
+    parser.add_argument("--drain_delay_s", type=float, default=None,
+                        help="on SIGTERM, keep serving at least this long first (as the transformer does; default 5, "
+                             "0 under Knative, whose queue-proxy drains before SIGTERM)")
     parser.add_argument("--tritonserver", default=None,
                         help="tritonserver binary (default: on PATH, else the nvidia-pytriton wheel's copy)")
     parser.add_argument("--log_verbose", type=int, default=0)
@@ -90,6 +94,8 @@ def build_repository_in_child(args) -> tuple[int, dict]:
         argv += ["--task", args.task]
     if args.trust_remote_code:
         argv.append("--trust_remote_code")
+    if args.max_batch_tokens:
+        argv += ["--max_batch_tokens", str(args.max_batch_tokens)]
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     result = subprocess.run(argv, stdout=subprocess.PIPE, env=env, text=True)
     if result.returncode != 0:
@@ -143,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         while True:
             if signals:
                 log.info("received %s", signal.Signals(signals[0]).name)
-                return triton.drain(quiet_s=args.drain_quiet_s)
+                delay_s = default_delay_s() if args.drain_delay_s is None else args.drain_delay_s
+                return triton.drain(quiet_s=args.drain_quiet_s, delay_s=delay_s)
             if triton.poll() is not None:
                 log.error("tritonserver exited with status %s", triton.proc.returncode)
                 return triton.stop()

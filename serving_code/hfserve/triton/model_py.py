@@ -4,13 +4,18 @@ The repository builder copies this file to `<repository>/<model>/1/model.py`; Tr
 Parameters come from `config.pbtxt`: model_dir, task, dtype, trust_remote_code.
 
 Triton's dynamic batcher hands `execute` a list of requests, each holding a [b_i, T_i] batch of token ids (the
-transformer pads the texts of one request to a common length). We check each request on its own (a bad request
-gets its own error and cannot poison the batch), pad all good requests to the longest T, run ONE forward over the
-sum of the b_i rows, and split the outputs back per request, trimming token-level outputs to each request's T_i.
+transformer pads the texts of one request to a common length; `allow_ragged_batch` lets requests of different T_i
+share one execute, and the batcher counts rows, never tokens). We check each request on its own (a bad request
+gets its own error and cannot poison the batch), then plan forward passes over the good ones by length
+(`hfserve.engine.passes`: sorted, token-bounded, merged only where padding is cheaper than another pass), pad each
+pass to its own longest T, and split the outputs back per request, trimming token-level outputs to each T_i.
+Passes run shortest first and each request is answered as soon as its pass is done, so a short request does not
+wait for a long document that Triton put in the same batch.
 """
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,14 +29,21 @@ class RequestError(ValueError):
     pass
 
 
+SENT = object()  # a response already sent through the request's response sender
+
+
 class TritonPythonModel:
     def initialize(self, args):
+        self.model_config = json.loads(args["model_config"])
+        params = {k: v.get("string_value", "") for k, v in self.model_config.get("parameters", {}).items()}
+        if params.get("hfserve_path") and Path(params["hfserve_path"], "hfserve").is_dir():
+            sys.path.insert(0, params["hfserve_path"])
+
         import torch
 
         from hfserve.engine.encoder import EncoderEngine
+        from hfserve.engine.passes import limits_for_device, plan_passes
 
-        self.model_config = json.loads(args["model_config"])
-        params = {k: v.get("string_value", "") for k, v in self.model_config.get("parameters", {}).items()}
         model_dir = Path(params["model_dir"])
         device = "cpu"
         if args.get("model_instance_kind") == "GPU":
@@ -44,6 +56,11 @@ class TritonPythonModel:
             device=device,
             trust_remote_code=params.get("trust_remote_code", "false").lower() == "true",
         )
+        self.plan_passes = plan_passes
+        self.early_responses = hasattr(pb_utils, "TRITONSERVER_RESPONSE_COMPLETE_FINAL")
+        max_tokens = int(params.get("max_batch_tokens") or 0) or None
+        self.pass_limits = limits_for_device(self.engine.device.type, max(1, self.model_config.get("max_batch_size", 1)),
+                                        max_tokens)
         self.input_names = [i["name"] for i in self.model_config["input"]]
         self.output_names = [o["name"] for o in self.model_config["output"]]
         # Token-level outputs ([B, T, ...]) are trimmed back to each request's own length.
@@ -104,15 +121,42 @@ class TritonPythonModel:
             except RequestError as exc:
                 responses[index] = pb_utils.InferenceResponse(
                     output_tensors=[], error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG))
-        if good:
+        shapes = [arrays[self.input_names[0]].shape for _, arrays in good]
+        for group in self.plan_passes([t for _, t in shapes], self.pass_limits, [b for b, _ in shapes]):
+            members = [good[i] for i in group]
             try:
-                self._run(good, responses)
-            except Exception as exc:  # noqa: BLE001 - every request of the batch gets the error, Triton lives on
+                self._run(members, responses)
+            except Exception as exc:  # noqa: BLE001 - the pass's requests get the error, Triton lives on
                 pb_utils.Logger.log_error(f"hfserve: forward failed: {exc!r}")
-                for index, _ in good:
+                for index, _ in members:
                     responses[index] = pb_utils.InferenceResponse(
                         output_tensors=[], error=pb_utils.TritonError(f"forward failed: {exc}"))
-        return responses
+            self._send_early(requests, responses, [index for index, _ in members])
+        return self._remaining(requests, responses)
+
+    def _send_early(self, requests, responses, indices):
+        """Answers these requests now through their response senders (Triton >= 23.10 allows it for non-decoupled
+        models), so requests of shorter passes are not held until the whole execute() returns."""
+        if not self.early_responses:
+            return
+        for index in indices:
+            self._send(requests[index], responses[index])
+            responses[index] = SENT
+
+    def _remaining(self, requests, responses):
+        if not self.early_responses:
+            return responses
+        for index, response in enumerate(responses):
+            if response is not SENT:  # invalid requests: no pass ran them
+                self._send(requests[index], response)
+        return None
+
+    @staticmethod
+    def _send(request, response):
+        try:
+            request.get_response_sender().send(response, flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        except Exception as exc:  # noqa: BLE001 - e.g. the client went away: the other requests still get answers
+            pb_utils.Logger.log_warn(f"hfserve: could not send a response: {exc!r}")
 
     def _run(self, good, responses):
         longest = max(arrays[self.input_names[0]].shape[1] for _, arrays in good)

@@ -51,6 +51,7 @@ class RepositorySpec:
     max_queue_delay_us: int = 2000
     instance_count: int = 1
     trust_remote_code: bool = False
+    max_batch_tokens: int | None = None  # model.py's per-pass token bound; None: its device default
 
 
 def check_encoder_task(model_dir: Path, task: str | Task | None) -> Task:
@@ -113,9 +114,13 @@ def render_config(spec: RepositorySpec) -> str:
     lines += ["]", "instance_group [", f"  {{\n    count: {spec.instance_count}\n    kind: {spec.kind}\n  }}", "]"]
     params = {
         "model_dir": str(Path(spec.model_dir).resolve()),
-        "task": spec.task.value,
+        "task": spec.task.model_task.value,
         "dtype": spec.dtype,
         "trust_remote_code": "true" if spec.trust_remote_code else "false",
+        "max_batch_tokens": str(spec.max_batch_tokens or ""),
+        # The stub's Python ignores PYTHONPATH: model.py imports hfserve from where this builder's copy lives, so
+        # the copied model.py and the package it calls always come from one source tree.
+        "hfserve_path": str(Path(__file__).resolve().parents[2]),
     }
     for key, value in params.items():
         lines.append(f"parameters: {{\n  key: {_q(key)}\n  value: {{ string_value: {_q(value)} }}\n}}")
@@ -145,6 +150,7 @@ def build_repository(
     max_queue_delay_us: int = 2000,
     instance_count: int = 1,
     trust_remote_code: bool = False,
+    max_batch_tokens: int | None = None,
 ) -> RepositorySpec:
     if not MODEL_NAME_RE.match(model_name):
         raise ValueError(f"model name {model_name!r} is not a valid Triton model name ([A-Za-z0-9_.-]+)")
@@ -154,6 +160,8 @@ def build_repository(
         raise ValueError("--instance_count must be at least 1")
     if max_queue_delay_us < 0:
         raise ValueError("--max_queue_delay_us must not be negative")
+    if max_batch_tokens is not None and max_batch_tokens < 1:
+        raise ValueError("--max_batch_tokens must be at least 1")
     model_dir = Path(model_dir)
     resolved = check_encoder_task(model_dir, task)
     if device == "cuda":
@@ -171,7 +179,7 @@ def build_repository(
         model_name=model_name, model_dir=model_dir, task=resolved, input_names=tuple(input_names),
         output_specs=dict(output_specs), dtype=dtype, kind=kind, max_batch_size=max_batch_size,
         preferred_batch_sizes=sorted(set(preferred_batch_sizes)), max_queue_delay_us=max_queue_delay_us,
-        instance_count=instance_count, trust_remote_code=trust_remote_code,
+        instance_count=instance_count, trust_remote_code=trust_remote_code, max_batch_tokens=max_batch_tokens,
     )
     write_repository(spec, Path(repository_dir))
     return spec
@@ -198,6 +206,9 @@ def add_repository_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preferred_batch_sizes", type=parse_batch_sizes, default=[8, 16, 32])
     parser.add_argument("--max_queue_delay_us", type=int, default=2000)
     parser.add_argument("--instance_count", type=int, default=1)
+    parser.add_argument("--max_batch_tokens", type=int, default=None,
+                        help="Most padded tokens in one forward pass inside Triton's batch (default: 2048 CPU, "
+                             "16384 GPU)")
 
 
 def build_from_args(args: argparse.Namespace, repository_dir: Path) -> RepositorySpec:
@@ -205,7 +216,7 @@ def build_from_args(args: argparse.Namespace, repository_dir: Path) -> Repositor
         args.model_dir, repository_dir, args.model_name, task=args.task, dtype=args.dtype, device=args.device,
         max_batch_size=args.max_batch_size, preferred_batch_sizes=args.preferred_batch_sizes,
         max_queue_delay_us=args.max_queue_delay_us, instance_count=args.instance_count,
-        trust_remote_code=args.trust_remote_code,
+        trust_remote_code=args.trust_remote_code, max_batch_tokens=args.max_batch_tokens,
     )
 
 

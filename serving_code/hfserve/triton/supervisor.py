@@ -168,8 +168,14 @@ class TritonProcess:
             elif time.monotonic() - quiet_since >= quiet_s:
                 return
 
-    def drain(self, quiet_s: float = 1.0) -> int:
-        """Serve until traffic stops, finish in-flight requests, refuse new ones, stop Triton; Triton's status."""
+    def drain(self, quiet_s: float = 1.0, delay_s: float = 0.0) -> int:
+        """Serve for `delay_s` (the pod leaves the endpoints meanwhile) and until traffic stops, finish in-flight
+        requests, refuse new ones, stop Triton; Triton's status."""
+        if self.poll() is None and delay_s > 0:
+            log.info("draining: serving for %.1f s while the pod leaves the endpoints", delay_s)
+            end = time.monotonic() + delay_s
+            while self.poll() is None and time.monotonic() < end:
+                time.sleep(0.1)
         deadline = time.monotonic() + self.exit_timeout_s
         if self.poll() is None and quiet_s > 0:
             log.info("draining: serving until no request has arrived for %.1f s", quiet_s)

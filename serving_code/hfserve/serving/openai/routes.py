@@ -57,7 +57,7 @@ class OpenAIRoutes:
         if any(not isinstance(t, str) for t in texts):
             return openai_error(HTTPStatus.BAD_REQUEST, "token-id input is not supported; send text")
         try:
-            vectors, tokens = await model.infer_texts(texts, RequestParams())
+            vectors, tokens = await model.infer_texts(texts, RequestParams(truncate=request.truncate))
         except InvalidRequest as exc:
             return openai_error(HTTPStatus.BAD_REQUEST, str(exc))
         if request.dimensions is not None and request.dimensions != len(vectors[0]):

@@ -15,6 +15,7 @@ class EmbeddingRequest(_Request):
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, ge=1)
     user: str | None = None
+    truncate: bool | None = None  # extension: cut over-long inputs (default: the server's --auto_truncate)
 
 
 class _Sampling(_Request):

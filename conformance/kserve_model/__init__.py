@@ -1,0 +1,33 @@
+"""An executable model of what KServe and Knative do with this project's ServingRuntimes.
+
+Written in Python from a reading of KServe's (kserve/kserve) and Knative Serving's
+(knative/serving) source; every rule names the file and function it restates. No cluster is
+involved: the chart tests run the chart's objects through these rules, and the pod emulation
+(conformance/pod_emulation.py) starts the pod that `assemble_pod` builds.
+
+    from conformance.kserve_model import assemble_pod, admit_cluster_runtime, select_runtime
+    pod = assemble_pod(runtime_manifest, isvc, mode="RawDeployment", kserve_version="0.21")
+
+Modules: versions (supported KServe releases), builtin_runtimes (the runtimes KServe ships),
+admission (CRD schema + ClusterServingRuntime webhook), selection (which runtime an
+InferenceService gets), templating (KServe's Go-template placeholder pass), pod_assembly (the
+predictor pod), knative (Knative's admission and revision rewrite), metrics (Prometheus
+annotations), raw_service (the Standard-mode Service).
+"""
+
+from .admission import AdmissionError, admit_cluster_runtime, crd_problems
+from .builtin_runtimes import builtin_runtimes
+from .knative import DEFAULT_FEATURES, KnativeRejected, knative_problems
+from .metrics import scrape_target
+from .pod_assembly import InvalidPredictorSpec, assemble_pod, controller_pod_spec
+from .raw_service import raw_service_ports
+from .selection import NoSupportingRuntime, select_runtime
+from .templating import TemplateError, render_placeholders
+from .versions import NEWEST, OLDEST_SUPPORTED, SUPPORTED, normalize_mode
+
+__all__ = [
+    "AdmissionError", "admit_cluster_runtime", "crd_problems", "builtin_runtimes", "DEFAULT_FEATURES",
+    "KnativeRejected", "knative_problems", "scrape_target", "InvalidPredictorSpec", "assemble_pod",
+    "controller_pod_spec", "raw_service_ports", "NoSupportingRuntime", "select_runtime", "TemplateError",
+    "render_placeholders", "NEWEST", "OLDEST_SUPPORTED", "SUPPORTED", "normalize_mode",
+]

@@ -1,0 +1,51 @@
+"""Backpressure: at most --max_concurrent_requests inference requests in flight; beyond that, HTTP 429 with
+Retry-After at once, so an overloaded replica sheds load instead of queueing without bound (and a client or a
+load balancer can retry elsewhere).
+
+Only POST requests count (every inference route is a POST); health, readiness, metadata and /metrics never
+wait behind inference and are never refused. A request counts until its response has been sent completely,
+streamed responses included.
+"""
+
+import json
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+RETRY_AFTER_S = 1
+
+
+def overloaded_body(path: str, limit: int) -> dict:
+    message = f"the server is at its limit of {limit} concurrent requests; retry after {RETRY_AFTER_S} s"
+    if path.startswith("/openai/"):
+        return {"error": {"message": message, "type": "overloaded", "code": 429}}
+    return {"error": message, "error_type": "Overloaded"}
+
+
+class ConcurrencyLimit:
+    def __init__(self, app: ASGIApp, max_concurrent: int):
+        if max_concurrent < 1:
+            raise ValueError("max_concurrent_requests must be at least 1")
+        self.app = app
+        self.max_concurrent = max_concurrent
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.max_concurrent:
+            await self._refuse(scope, send)
+            return
+        self.in_flight += 1  # one event loop: no lock needed between the check and the increment
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        body = json.dumps(overloaded_body(scope["path"], self.max_concurrent)).encode()
+        start: Message = {"type": "http.response.start", "status": 429, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+            (b"retry-after", str(RETRY_AFTER_S).encode())]}
+        await send(start)
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,10 @@
+"""The serving controls every HTTP route shares, as (middleware, options) pairs for HFModelServer:
+per-request timing headers and backpressure. Truncation is the model's (ModelSettings.auto_truncate)."""
+
+from .backpressure import ConcurrencyLimit
+from .timing import TimingHeaders
+
+
+def http_controls(max_concurrent_requests: int) -> tuple:
+    # Later entries wrap earlier ones: the concurrency limit refuses before any timing or parsing starts.
+    return ((TimingHeaders, {}), (ConcurrencyLimit, {"max_concurrent": max_concurrent_requests}))
