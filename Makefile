@@ -112,16 +112,26 @@ REVISION ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 # docker when its daemon answers, else podman, else docker (to report the error)
 CONTAINER_ENGINE ?= $(shell if docker info >/dev/null 2>&1; then echo docker; elif command -v podman >/dev/null 2>&1; then echo podman; elif command -v docker >/dev/null 2>&1; then echo docker; fi)
 IMAGE_BUILD_ARGS ?=
-IMAGE_BUILD = $(CONTAINER_ENGINE) build --build-arg VERSION=$(IMAGE_TAG) --build-arg REVISION=$(REVISION) $(IMAGE_BUILD_ARGS)
+# IMAGE_BASES=local (default): FROM the local Debian base (`make base-image`), pip installs only from
+# images/wheelhouse (`make wheelhouse`, CPU torch), no network during the build. IMAGE_BASES=upstream:
+# the Dockerfiles' defaults (python:slim, NVIDIA's tritonserver, PyPI), as the release workflow builds.
+IMAGE_BASES ?= local
+BASE_IMAGE ?= localhost/hfserve-base:bookworm-$(shell cat images/base/build-base.sh | sha256sum | cut -c1-12)
+LOCAL_IMAGE_ARGS = --network=none --build-arg PYTHON_IMAGE=$(BASE_IMAGE) --build-arg TRITON_IMAGE=$(BASE_IMAGE) --build-arg PIP_NO_INDEX=1
+IMAGE_BUILD = $(if $(filter podman,$(CONTAINER_ENGINE)),$(SUDO))$(CONTAINER_ENGINE) build --build-arg VERSION=$(IMAGE_TAG) --build-arg REVISION=$(REVISION) $(if $(filter local,$(IMAGE_BASES)),$(LOCAL_IMAGE_ARGS)) $(IMAGE_BUILD_ARGS)
+# Rootful podman and debootstrap: root, or sudo where make runs as another user (a CI runner).
+SUDO ?= $(if $(filter 0,$(shell id -u)),,sudo -E )
+# podman on sandboxed machines: rlimits and OCI runtime that let containers start (images/podman/containers-conf.sh)
+PODMAN_CONF := $(CURDIR)/build/containers.conf
 
-.PHONY: chart-lint chart-test images cluster-test
+.PHONY: chart-lint chart-test images base-image wheelhouse podman-conf pod-test release-dry-run cluster-test
 chart-lint: $(STAMP) ## helm lint --strict (Helm's Go SDK), values-schema checks, hadolint on images/*/Dockerfile
 	$(PY) -m pytest -q tests/chart/test_chart_lint.py tests/chart/test_chart_images.py
 
 chart-test: $(STAMP) ## Chart tests without a cluster: lint, render matrix, model validation, pod emulation of both runtimes
 	$(PY) -m pytest -q -rs tests/chart
 
-images: ## Build the three images with docker or podman (CONTAINER_ENGINE=...), tagged as the chart's defaults
+images: $(if $(filter local,$(IMAGE_BASES)),base-image wheelhouse) ## Build the three images (docker or podman) on the local Debian base, tagged as the chart's defaults
 	@test -n "$(CONTAINER_ENGINE)" || { echo "neither docker nor podman found (set CONTAINER_ENGINE)" >&2; exit 1; }
 	$(IMAGE_BUILD) -f images/huggingface/Dockerfile -t $(IMAGE_PREFIX)/huggingface-runtime:$(IMAGE_TAG) .
 	$(IMAGE_BUILD) -f images/transformer/Dockerfile -t $(IMAGE_PREFIX)/transformer:$(IMAGE_TAG) .
@@ -172,3 +182,43 @@ else
 	PYTHONPATH=$(CURDIR)/serving_code:$(CURDIR) $(GPU_PYTHON) -m loadtests.gpu_check --device $(GPU_CHECK_DEVICE) \
 	  --wheelhouse $(GPU_WHEELHOUSE) $(GPU_CHECK_ARGS)
 endif
+
+# --- Local base, wheelhouse, podman pods, release dry run (images/, .ci/, .github/workflows/release.yml) ---
+podman-conf:
+	@mkdir -p $(dir $(PODMAN_CONF)) && images/podman/containers-conf.sh > $(PODMAN_CONF)
+
+base-image: $(if $(filter podman,$(CONTAINER_ENGINE)),podman-conf) ## Build the local Debian base image (debootstrap + import) once per recipe; BASE_IMAGE names it
+	$(SUDO)env CONTAINER_ENGINE=$(CONTAINER_ENGINE) images/base/build-base.sh $(BASE_IMAGE)
+
+wheelhouse: $(STAMP) ## Put every pinned wheel of the images (CPU torch) into images/wheelhouse (cached by requirements hash)
+	PY=$(PY) images/fill-wheelhouse.sh
+
+pod-test: CONTAINER_ENGINE := podman
+images base-image pod-test: export CONTAINERS_CONF := $(if $(filter podman,$(CONTAINER_ENGINE)),$(PODMAN_CONF),$(CONTAINERS_CONF))
+images: $(if $(filter podman,$(CONTAINER_ENGINE)),podman-conf)
+
+POD_TEST_ARGS ?=
+pod-test: $(STAMP) images ## Build the images, run both runtimes as podman pods (chart security context), conformance suite against them
+	$(SUDO)$(PY) -m pytest conformance -p no:cacheprovider -o timeout=900 -rfEs --target pods --recovery-timeout 420 $(POD_TEST_ARGS)
+
+# Releases: .github/workflows/release.yml on a tag vX.Y.Z; the same checks here without pushing.
+RELEASE_TAG ?= $(or $(GITHUB_REF_NAME),v$(IMAGE_TAG))
+RELEASE_DIR ?= build/release
+.PHONY: release-check release-chart release-sign ci-tools
+release-check: $(STAMP) ## The tag (RELEASE_TAG), Chart.yaml version/appVersion, pyproject and the chart's image references agree
+	$(PY) images/release.py check --tag $(RELEASE_TAG)
+
+release-dry-run: $(STAMP) images ## The release without pushes: version checks, `make images`, the images' version labels, helm package
+	$(PY) images/release.py check --tag $(RELEASE_TAG) --engine $(CONTAINER_ENGINE)
+	$(PY) images/release.py package --out $(RELEASE_DIR)
+
+release-chart: $(STAMP) ## Package the chart and `helm push` it to CHART_OCI (REGISTRY_USER / REGISTRY_PASSWORD from the env)
+	$(PY) images/release.py check --tag $(RELEASE_TAG)
+	$(PY) images/release.py package --out $(RELEASE_DIR)
+	$(PY) images/release.py push --out $(RELEASE_DIR)
+
+release-sign: ## cosign keyless signature of IMAGE_REF@IMAGE_DIGEST (the release workflow's OIDC identity)
+	cosign sign --yes "$(IMAGE_REF)@$(IMAGE_DIGEST)"
+
+ci-tools: ## Install podman, runc and debootstrap from Debian/Ubuntu packages where missing (.ci/install-container-tools.sh)
+	.ci/install-container-tools.sh

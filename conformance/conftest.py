@@ -39,13 +39,14 @@ GROUPS = {
     "tasks": "tiny checkpoints of the other encoder and generative tasks",
     "tei": "TEI-compatible routes, reranking, truncation control and timing headers",
     "cluster": "only on a real cluster (KUBECONFIG)",
+    "pods": "the images run as podman pods under the chart's security context (--target pods)",
 }
 
 
 def pytest_addoption(parser):
     g = parser.getgroup("conformance")
     g.addoption("--target", default=os.environ.get("CONFORMANCE_TARGET", "local"),
-                help="local (default) | cluster | http://host:port[,http://host2:port]")
+                help="local (default) | pods (podman pods of the built images) | cluster | http://host:port[,...]")
     g.addoption("--model-name", default="", help="model name(s) served at --target URLs, comma separated (default minilm)")
     g.addoption("--runtime", default="", help="runtime behind each URL: huggingface | triton (comma separated)")
     g.addoption("--grpc-target", default="", help="V2 gRPC host:port per URL (default: the HTTP port + 1)")
@@ -126,7 +127,7 @@ class Target:
         self.config = config
         self.name = config.getoption("--target")
         self.kubeconfig = os.environ.get("KUBECONFIG", "")
-        self.kind = "local" if self.name == "local" else "cluster" if self.name == "cluster" else "url"
+        self.kind = self.name if self.name in ("local", "pods", "cluster") else "url"
         self.local: T.LocalPool | None = None
         self.cluster: T.ClusterPool | None = None
         self.urls: dict[str, T.Deployment] = {}
@@ -135,6 +136,11 @@ class Target:
         if self.kind == "local":
             self._tmp = tempfile.TemporaryDirectory(prefix="hfserve-conformance-")
             self.local = T.LocalPool(Path(self._tmp.name))
+        elif self.kind == "pods":  # the MiniLM deployments as podman pods of the images (make pod-test)
+            from conformance.podman_pod import PodmanPod
+
+            self._tmp = tempfile.TemporaryDirectory(prefix="hfserve-pods-")
+            self.local = T.LocalPool(Path(self._tmp.name), startup_timeout=600.0, pod_factory=PodmanPod.start)
         elif self.kind == "url":
             split = lambda opt: [v for v in config.getoption(opt).split(",") if v]  # noqa: E731
             dim = config.getoption("--embedding-dim") or None
@@ -148,7 +154,7 @@ class Target:
 
     # deployment ids per fixture, at collection time
     def minilm_ids(self) -> list[str]:
-        if self.kind == "local":
+        if self.kind in ("local", "pods"):
             return ["huggingface", "triton"]
         if self.kind == "cluster":
             return ["huggingface", "triton"]
@@ -179,7 +185,7 @@ class Target:
         return [f"huggingface-tiny-{k}" for k in T.TINY_GENERATIVE_KINDS] if self.kind == "local" else []
 
     def get(self, dep_id: str) -> T.Deployment:
-        if self.kind == "local":
+        if self.kind in ("local", "pods"):
             return self.local.get(dep_id)
         if self.kind == "cluster":
             try:
@@ -234,6 +240,10 @@ def pytest_collection_modifyitems(config, items):
         if item.get_closest_marker("cluster") and target.kind != "cluster":
             item.add_marker(pytest.mark.skip(reason="only on a cluster: --target cluster"))
     for item in items:
+        if item.get_closest_marker("pods") and target.kind != "pods":
+            drop.append(item)  # checks of the podman pods themselves: --target pods only
+            target.not_applicable.append((item.nodeid, "checks the podman pods: --target pods only"))
+            continue
         params = getattr(getattr(item, "callspec", None), "params", {})
         # Parity needs two endpoints and the task coverage uses tiny models built here: with one
         # URL (or on a cluster) those tests do not apply. They are deselected and listed in the report.

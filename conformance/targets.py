@@ -150,7 +150,8 @@ class LocalControl:
         self.pod.restart(container)
 
     def restarts_by_itself(self) -> bool:
-        return False
+        # EmulatedPod: no kubelet, the test restarts; PodmanPod: restart policy Always does.
+        return bool(getattr(self.pod, "restarts_by_itself", False))
 
     def wait_ready(self, timeout: float) -> None:
         self.pod.wait_ready(timeout)
@@ -159,9 +160,11 @@ class LocalControl:
 class LocalPool:
     """Starts EmulatedPods on first use (every pod the selected tests need at once), stops them all at the end."""
 
-    def __init__(self, work_dir: Path, startup_timeout: float = 420.0):
+    def __init__(self, work_dir: Path, startup_timeout: float = 420.0, pod_factory=None):
         self.work_dir = work_dir
         self.startup_timeout = startup_timeout
+        # EmulatedPod.start (host processes, --target local) or PodmanPod.start (--target pods)
+        self.pod_factory = pod_factory
         self.stack = contextlib.ExitStack()
         self.needed: set[str] = set()
         self.deployments: dict[str, Deployment] = {}
@@ -209,6 +212,7 @@ class LocalPool:
     def _start(self, ids: list[str]) -> None:
         from conformance.pod_emulation import EmulatedPod
 
+        start_pod = self.pod_factory or EmulatedPod.start
         started = []
         for dep_id in ids:
             runtime, kind = self._spec(dep_id)
@@ -216,7 +220,7 @@ class LocalPool:
             try:
                 model_dir = self._model_dir(kind)
                 pod = self.stack.enter_context(
-                    EmulatedPod.start(RUNTIMES[runtime], model_dir=str(model_dir), model_name=model_name)
+                    start_pod(RUNTIMES[runtime], model_dir=str(model_dir), model_name=model_name)
                 )
                 started.append((dep_id, runtime, kind, model_name, pod))
             except Exception as exc:  # noqa: BLE001 - reported per deployment

@@ -144,3 +144,68 @@ def test_e2e_cluster_steps_see_the_kind_cluster_and_cannot_be_skipped():
         step = steps[index]
         assert "if" not in step and not step.get("continue-on-error"), f"`{command}` may be skipped: {step}"
         assert "KUBECONFIG" not in step.get("env", {}), f"`{command}` overrides KUBECONFIG"
+
+
+# ---- release.yml (issue 9): images and chart published on a version tag -------------------------------
+
+def _release() -> dict:
+    return yaml.safe_load((REPO / ".github" / "workflows" / "release.yml").read_text())
+
+
+def test_release_runs_on_version_tags_and_checks_versions_before_publishing():
+    doc = _release()
+    on = doc.get("on") or doc.get(True)  # PyYAML reads the key `on` as True
+    assert on["push"]["tags"] == ["v*.*.*"], on
+    jobs = doc["jobs"]
+    check = [s for s in jobs["check"]["steps"] if s.get("run") == "make release-check"]
+    assert check and check[0]["env"]["RELEASE_TAG"] == "${{ github.ref_name }}", jobs["check"]["steps"]
+    assert jobs["images"]["needs"] == "check"
+    assert set(jobs["chart"]["needs"]) == {"check", "images"}, "the chart is pushed only after its images"
+
+
+def test_release_pushes_signs_and_attaches_sboms_to_the_charts_images():
+    job = _release()["jobs"]["images"]
+    assert job["permissions"]["packages"] == "write" and job["permissions"]["id-token"] == "write"
+    matrix = job["strategy"]["matrix"]["include"]
+    assert {m["output"] for m in matrix} == {"huggingface", "transformer", "triton"}
+    for m in matrix:
+        if m["output"] != "triton":  # CPU images: both architectures
+            assert set(m["platforms"].split(",")) == {"linux/amd64", "linux/arm64"}, m
+    build = next(s for s in job["steps"] if s.get("uses", "").startswith("docker/build-push-action@"))
+    assert build["with"]["push"] is True and build["with"]["sbom"] is True
+    # The pushed tag is the reference the rendered chart pulls (written by `make release-check`).
+    assert build["with"]["tags"].startswith("${{ needs.check.outputs[matrix.output] }}")
+    assert "VERSION=${{ needs.check.outputs.version }}" in build["with"]["build-args"]
+    uses = [s.get("uses", "") for s in job["steps"]]
+    assert any(u.startswith("sigstore/cosign-installer@") for u in uses)
+    sign = next(s for s in job["steps"] if s.get("run") == "make release-sign")
+    assert sign["env"]["IMAGE_DIGEST"] == "${{ steps.build.outputs.digest }}"
+
+
+def test_release_chart_job_pushes_to_an_oci_registry():
+    job = _release()["jobs"]["chart"]
+    assert [s["run"] for s in job["steps"] if "run" in s] == ["make release-chart"]
+    assert job["permissions"]["packages"] == "write"
+    makefile = (REPO / "Makefile").read_text()
+    assert "images/release.py push" in makefile
+
+
+def test_release_check_fails_when_tag_chart_and_images_disagree(tmp_path):
+    import shutil as _shutil
+
+    script = [sys.executable, str(REPO / "images" / "release.py"), "check"]
+    chart = REPO / "charts" / "kserve-huggingface-runtimes"
+    meta = yaml.safe_load((chart / "Chart.yaml").read_text())
+    ok = subprocess.run([*script, "--tag", f"v{meta['version']}"], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert f":{meta['appVersion']}" in ok.stdout
+    bad_tag = subprocess.run([*script, "--tag", "v99.0.0"], capture_output=True, text=True, timeout=120)
+    assert bad_tag.returncode == 1 and "v99.0.0" in bad_tag.stderr, bad_tag.stderr
+    # A chart whose appVersion moved without its version: refused, and named.
+    copy = tmp_path / "chart"
+    _shutil.copytree(chart, copy)
+    text = (copy / "Chart.yaml").read_text().replace(f'appVersion: "{meta["appVersion"]}"', 'appVersion: "9.9.9"')
+    (copy / "Chart.yaml").write_text(text)
+    moved = subprocess.run([*script, "--chart", str(copy)], capture_output=True, text=True, timeout=120)
+    assert moved.returncode == 1, moved.stdout
+    assert "appVersion 9.9.9" in moved.stderr and "pyproject.toml" in moved.stderr, moved.stderr
