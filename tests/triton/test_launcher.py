@@ -221,6 +221,27 @@ def test_triton_killed_fast_503_then_recovery(stack):
     triton.wait_ready(10)  # refresh the tritonserver pid
 
 
+def test_a_killed_backend_stub_restarts_the_container(stack):
+    """Triton does not restart a dead Python-backend stub (its model answers "not healthy" while it still reports
+    ready), so the launcher exits as a crash would, the transformer answers 503 meanwhile, and a restart serves."""
+    triton, transformer = stack
+    launcher_pid, triton_pid = triton.pid, triton.triton_pid
+    stubs = set(group_pids(triton_pid)) - {triton_pid}
+    assert stubs, "no python-backend worker found in Triton's process group"
+    os.kill(sorted(stubs)[0], signal.SIGKILL)
+
+    assert triton.wait_exit(60) == 1, triton.log()
+    assert "a Python-backend stub of minilm died" in triton.log()
+    assert not group_pids(triton_pid) and not (stubs & stub_pids()) and not shm_of(launcher_pid)
+    response = predict(transformer.url, TEXTS[:1], timeout=30)
+    assert response.status_code == 503 and response.json()["error"], response.text
+
+    triton.server.start()
+    assert wait_until(triton.triton_ready, 400, interval=0.05) is not None, triton.log()  # start-up, not a claim
+    assert wait_until(lambda: predict(transformer.url, TEXTS[:1], timeout=30).status_code == 200, 30) is not None
+    triton.wait_ready(10)  # refresh the tritonserver pid
+
+
 def test_sigterm_drains_in_flight_requests(stack):
     """Requests Triton has accepted finish, and so do those that reach it during the drain delay (the transformer
     beside it drains through it: all 200); after the drain, requests are refused cleanly (503 with a JSON error); the

@@ -44,8 +44,10 @@ CHANNEL_ARGS = [
 # gRPC codes meaning "Triton (or the model in it) is not there right now".
 UNAVAILABLE_CODES = {"StatusCode.UNAVAILABLE", "StatusCode.CANCELLED", "StatusCode.DEADLINE_EXCEEDED",
                      "StatusCode.NOT_FOUND", "StatusCode.ABORTED"}
+# "is not healthy": a Python-backend stub died; the launcher restarts the container (triton/__main__.py).
 UNAVAILABLE_MARKERS = ("unknown model", "no available versions", "is not ready", "not ready", "unloading",
-                       "failed to connect", "connection refused", "socket closed", "connection reset")
+                       "failed to connect", "connection refused", "socket closed", "connection reset",
+                       "is not healthy")
 
 
 class TritonUnavailable(PredictorUnavailable):

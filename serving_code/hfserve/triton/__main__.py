@@ -163,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
     triton.start()
+    workers: set[int] = set()
+    next_worker_check = 0.0
     try:
         while True:
             if signals:
@@ -173,7 +175,17 @@ def main(argv: list[str] | None = None) -> int:
                 log.error("tritonserver exited with status %s", triton.proc.returncode)
                 return triton.stop()
             if triton.ready_at is None:
-                triton.check_ready()
+                if triton.check_ready():
+                    workers = triton.backend_workers()
+            elif time.monotonic() >= next_worker_check:  # a /proc scan, twice a second
+                next_worker_check = time.monotonic() + 0.5
+                if workers - triton.backend_workers():
+                    # Triton marks a model whose stub died "not healthy" and does not restart the stub, while the
+                    # model still reports ready: only a new container brings it back, so exit as a crash would.
+                    log.error("a Python-backend stub of %s died; stopping so the container restarts",
+                              args.model_name)
+                    triton.stop()
+                    return 1
             time.sleep(0.1)
     finally:
         triton.stop()

@@ -120,6 +120,10 @@ class TritonProcess:
             log.info("triton model %s ready %.2f s after start", self.model_name, self.ready_at - self.started_at)
         return self.ready_at is not None
 
+    def backend_workers(self) -> set[int]:
+        """Live processes of Triton's group other than tritonserver itself: the Python-backend stubs."""
+        return {pid for pid in group_pids(self.pid) if pid != self.pid} if self.proc is not None else set()
+
     def unload(self) -> bool:
         request = urllib.request.Request(
             f"{self.http_url}/v2/repository/models/{self.model_name}/unload", data=b"{}", method="POST",
