@@ -158,8 +158,10 @@ class GeneratorEngine:
         seed = params.seed
         if params.sampling:
             seed = random.getrandbits(63) if seed is None else seed
-            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k or 0,
+            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p,
                           typical_p=params.typical_p or 1.0)
+            if params.top_k is not None:  # else the checkpoint's generation config decides, as generate() does
+                kwargs["top_k"] = params.top_k
         else:
             seed = None
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)

@@ -79,7 +79,8 @@ def generation_params(raw: dict) -> GenerationParams:
     return GenerationParams(
         max_new_tokens=check_max_new_tokens(DEFAULT_MAX_NEW_TOKENS if max_new is None else max_new),
         temperature=(temperature or 1.0) if sampling else 0.0,
-        top_p=top_p if top_p is not None else 1.0, top_k=top_k, typical_p=typical_p,
+        # TGI filters by top-k only when asked (0 turns off the checkpoint's default).
+        top_p=top_p if top_p is not None else 1.0, top_k=0 if top_k is None else top_k, typical_p=typical_p,
         repetition_penalty=repetition_penalty, truncate=truncate, stop=stop_sequences(raw.get("stop")),
         seed=check_seed(raw.get("seed")))
 
