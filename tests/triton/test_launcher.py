@@ -26,7 +26,7 @@ pytestmark = pytest.mark.timeout(900)  # the module fixture starts Triton + tran
 MODEL = "minilm"
 TEXTS = ["Hello world", "The quick brown fox jumps over the lazy dog.", "Serving models on Triton with batching"]
 MEASURED: dict = {}
-DRAIN_DELAY_S = 2.0
+DRAIN_DELAY_S = 3.0
 
 
 def service_time(url: str) -> float:
@@ -273,7 +273,7 @@ def test_sigterm_drains_in_flight_requests(stack):
         response = predict(transformer.url, [f"text number {i} to embed while draining " * 4] * 4, timeout=60)
         return response.status_code, response.json()
 
-    with ThreadPoolExecutor(9) as pool:
+    with ThreadPoolExecutor(10) as pool:  # one worker each: direct, 8 via the transformer, 1 during the delay
         direct_future = pool.submit(asyncio.run, send_direct())
         time.sleep(0.3)  # the direct requests have reached Triton: queued or running
         transformer_futures = [pool.submit(via_transformer, i) for i in range(8)]
@@ -286,7 +286,7 @@ def test_sigterm_drains_in_flight_requests(stack):
     finished_after = sum(t > signalled for t in done)
     assert finished_after > 0, "every direct request finished before the SIGTERM: nothing was drained"
     assert direct_results == [(4, 384)] * len(direct), direct_results
-    assert [status for status, _ in transformer_results] == [200] * 9, transformer_results
+    assert [status for status, _ in transformer_results] == [200] * 9, [r for r in transformer_results if r[0] != 200]
     status = triton.wait_exit(40)
     MEASURED["sigterm_drain_exit_s"] = round(time.monotonic() - signalled, 2)
     MEASURED["finished_after_sigterm"] = finished_after
