@@ -7,7 +7,6 @@ Reuses `loadtests.bench` (client, targets, 16-token texts). Output: stdout and r
 """
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
@@ -24,7 +23,7 @@ from hfserve.engine.loading import load_encoder_engine
 from hfserve.packaged_model import packaged_model_dir
 from hfserve.tasks.tokenization import TextEncoder, TokenizerOptions, load_tokenizer
 
-from .bench import MODEL, HuggingfaceTarget, Row, TritonTarget, drive, sixteen_token_texts
+from .bench import MODEL, HuggingfaceTarget, Row, TritonTarget, measure_served, sixteen_token_texts
 from .corpus import sample_text
 
 # name -> command-line arguments of either runtime
@@ -77,16 +76,6 @@ def raw_forward(model, model_dir: Path, engine: str, texts: list[str], batch: in
                1000 * float(np.percentile(times, 50)), 1000 * float(np.percentile(times, 99)))
 
 
-def measure(target, texts, concurrency, seconds) -> Row:
-    before = target.batch_stats()
-    row = asyncio.run(drive(target.url, texts, concurrency, seconds))
-    after = target.batch_stats()
-    runs = after[0] - before[0]
-    row.target = target.name
-    row.avg_batch = (after[1] - before[1]) / runs if runs else None
-    return row
-
-
 def render(rows: list[Row], corpus: str) -> str:
     lines = [f"corpus: {corpus}", "", "| target | concurrency | req/s | p50 ms | p99 ms | avg batch | vs torch |",
              "|---|---|---|---|---|---|---|"]
@@ -133,7 +122,7 @@ def main(argv=None) -> int:
         for concurrency in (int(c) for c in args.concurrency.split(",")):
             if args.corpus == "uniform":
                 rows += [raw_forward(models[e], model_dir, e, texts, concurrency, args.seconds / 2) for e in engines]
-            rows += [measure(t, texts, concurrency, args.seconds) for t in targets]
+            rows += [measure_served(t, texts, concurrency, args.seconds, args.corpus) for t in targets]
     table = render(rows, args.corpus)
     header = (f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}, {args.seconds:.0f} s per served point, "
               f"command: python -m loadtests.bench_engines {' '.join(argv if argv is not None else sys.argv[1:])}")

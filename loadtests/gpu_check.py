@@ -18,7 +18,6 @@ files `make gpu-wheelhouse` copies beside the wheels. Same shapes, so the same s
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
@@ -38,7 +37,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from hfserve.devtools.processes import ServerProcess, free_port, huggingface_command  # noqa: E402
 
-from .bench import MODEL, HuggingfaceTarget, Row, TritonTarget, drive  # noqa: E402
+from .bench import MODEL, HuggingfaceTarget, Row, TritonTarget, measure_served  # noqa: E402
 from .corpus import QUERIES, SENTENCES, sample_text  # noqa: E402
 
 WHEELHOUSE = Path(".gpu-wheelhouse")
@@ -125,13 +124,7 @@ def served(targets, corpora: dict[str, list[str]], seconds: float) -> list[dict]
     for corpus, texts in corpora.items():
         for concurrency in (1, 8, 32):
             for target in targets:
-                before = target.batch_stats()
-                row = asyncio.run(drive(target.url, texts, concurrency, seconds))
-                after = target.batch_stats()
-                runs = after[0] - before[0]
-                row.target = target.name
-                row.avg_batch = (after[1] - before[1]) / runs if runs else None
-                results.append({"corpus": corpus, **asdict(row)})
+                results.append(asdict(measure_served(target, texts, concurrency, seconds, corpus)))
     return results
 
 
