@@ -625,6 +625,9 @@ class EmulatedPod:
 
     # -- readiness ----------------------------------------------------------------------
 
+    def expect_restart(self, container: str) -> None:
+        """Nothing to record: no restart happens here without the test's own `restart` (no kubelet)."""
+
     def check_running(self) -> None:
         """Raise PodError if any container's process has exited (with its exit code and log tail)."""
         for c in self.containers.values():

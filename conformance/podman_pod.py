@@ -616,8 +616,13 @@ class PodmanPod:
         if pid <= 0:
             raise PodError(f"{c.name} is not running")
         if sig in (signal.SIGKILL, signal.SIGTERM):
-            c.restarts_expected += 1
+            self.expect_restart(c.name)
         os.kill(pid, sig)
+
+    def expect_restart(self, container: str) -> None:
+        """A test is about to make this container's main process exit (directly, or by killing a child it
+        supervises): the restart that follows is not a crash for check_running."""
+        self._resolve(container).restarts_expected += 1
 
     def restart(self, container: str) -> None:
         """Kill the container's process; restart policy Always starts it again."""

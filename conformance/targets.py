@@ -149,6 +149,9 @@ class LocalControl:
     def restart(self, container: str) -> None:
         self.pod.restart(container)
 
+    def expect_restart(self, container: str) -> None:
+        self.pod.expect_restart(container)
+
     def restarts_by_itself(self) -> bool:
         # EmulatedPod: no kubelet, the test restarts; PodmanPod: restart policy Always does.
         return bool(getattr(self.pod, "restarts_by_itself", False))

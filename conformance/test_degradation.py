@@ -58,6 +58,7 @@ def _kill_tritonserver(dep, container: str) -> None:
     descendants = psutil.Process(launcher).children(recursive=True)
     triton = [p for p in descendants if p.name() == "tritonserver"]
     assert triton, f"no tritonserver process under {container} (pid {launcher})"
+    dep.control.expect_restart(container)
     triton[0].kill()
     assert _gone(launcher, 60), f"{container} did not exit after tritonserver was SIGKILLed"
     deadline = time.monotonic() + 10
