@@ -32,10 +32,12 @@ serve: $(STAMP) ## Serve the packaged all-MiniLM-L6-v2 with the kserve-huggingfa
 lint: $(STAMP) ## ruff: pyflakes errors and import order across the Python code
 	$(VENV)/bin/ruff check serving_code tests conformance loadtests charts/tools
 
-test: $(STAMP) ## Run the whole test suite: lint, unit, server, Triton, chart and workflow tests, then `make conformance`
+test: $(STAMP) ## Run the whole test suite: lint, unit, server, Triton, chart and workflow tests, `make conformance`, then `make pod-test`
 	$(MAKE) lint
 	$(PY) -m pytest -q -rs
 	$(MAKE) conformance TARGET=local
+	$(MAKE) ci-tools
+	$(MAKE) pod-test
 
 bench: $(STAMP) ## Benchmark both runtimes (and their no-batching twins) on uniform and mixed-length corpora, beside the raw forward (concurrency 1, 8, 32); reports/bench/
 	$(PY) -m loadtests.bench $(BENCH_ARGS)
@@ -148,6 +150,11 @@ CHAOS_MINUTES ?= 5
 CHAOS_SEED ?= 6
 chaos: $(STAMP) ## Fault-injection soak of the Triton runtime pair (CHAOS_MINUTES, default 5; CHAOS_SEED); reports/chaos/
 	$(PY) -m loadtests.chaos --minutes $(CHAOS_MINUTES) --seed $(CHAOS_SEED)
+
+.PHONY: rss-soak
+RSS_SOAK_ARGS ?=
+rss-soak: $(STAMP) ## Runtime 1's RSS under mixed-length load, sampled per requests served (RSS_SOAK_ARGS: --requests N, NAME=VALUE env); reports/rss-soak/
+	$(PY) -m loadtests.rss_soak $(RSS_SOAK_ARGS)
 
 serve-triton: $(STAMP) ## Serve the packaged MiniLM with the kserve-huggingface-triton runtime: transformer on $(HOST):$(PORT), real Triton on TRITON_*_PORT; a dead side is restarted like the kubelet does
 	$(PY) -m hfserve.triton.dev_serve --model_name $(MODEL_NAME) --model_dir "$$($(PY) -m hfserve.packaged_model)" \
