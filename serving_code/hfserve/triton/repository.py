@@ -45,6 +45,12 @@ class GenerativeTaskRefused(ValueError):
         self.task = task
 
 
+# How long Triton's dynamic batcher holds a request for company. Every request waits it out when traffic is light,
+# so it is a latency cost at concurrency 1; 500 us keeps the batches and the throughput of 2000 us at concurrency 32
+# and costs nothing measurable at 1, where 2000 us made batching 12% slower than no batching (docs/benchmarks.md).
+DEFAULT_MAX_QUEUE_DELAY_US = 500
+
+
 @dataclass
 class RepositorySpec:
     model_name: str
@@ -56,7 +62,7 @@ class RepositorySpec:
     kind: str = "KIND_CPU"
     max_batch_size: int = 32
     preferred_batch_sizes: list[int] = field(default_factory=lambda: [8, 16, 32])
-    max_queue_delay_us: int = 2000
+    max_queue_delay_us: int = DEFAULT_MAX_QUEUE_DELAY_US
     instance_count: int = 1
     trust_remote_code: bool = False
     max_batch_tokens: int | None = None  # model.py's per-pass token bound; None: its device default
@@ -178,7 +184,7 @@ def build_repository(
     device: str = "auto",
     max_batch_size: int = 32,
     preferred_batch_sizes: list[int] | tuple[int, ...] = (8, 16, 32),
-    max_queue_delay_us: int = 2000,
+    max_queue_delay_us: int = DEFAULT_MAX_QUEUE_DELAY_US,
     instance_count: int = 1,
     trust_remote_code: bool = False,
     max_batch_tokens: int | None = None,
@@ -269,7 +275,7 @@ def add_repository_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust_remote_code", action="store_true")
     parser.add_argument("--max_batch_size", type=int, default=32)
     parser.add_argument("--preferred_batch_sizes", type=parse_batch_sizes, default=[8, 16, 32])
-    parser.add_argument("--max_queue_delay_us", type=int, default=2000)
+    parser.add_argument("--max_queue_delay_us", type=int, default=DEFAULT_MAX_QUEUE_DELAY_US)
     parser.add_argument("--instance_count", type=int, default=1)
     parser.add_argument("--max_batch_tokens", type=int, default=None,
                         help="Most padded tokens in one forward pass inside Triton's batch (default: 2048 CPU, "
