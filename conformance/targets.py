@@ -15,6 +15,7 @@ kills, restarts and waits for containers.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import glob
 import json
@@ -239,7 +240,7 @@ class LocalPool:
                         # a port was taken by a program outside our reservations: same pod, new ports
                         pod.stop()
                         pod = self.stack.enter_context(
-                            EmulatedPod.start(RUNTIMES[runtime], model_dir=str(pod.model_dir), model_name=model_name))
+                            start_pod(RUNTIMES[runtime], model_dir=str(pod.model_dir), model_name=model_name))
                         continue
                     self.errors[dep_id] = f"{type(exc).__name__}: {exc}"
                     break
@@ -277,7 +278,11 @@ class LocalPool:
         return written
 
     def close(self) -> None:
-        self.stack.close()
+        """Stops every pod at once (each drains for its delay on SIGTERM, as in a cluster), then anything else."""
+        pods = [dep.control.pod for dep in self.deployments.values()]
+        with concurrent.futures.ThreadPoolExecutor(max(1, len(pods))) as pool:
+            list(pool.map(lambda pod: pod.stop(), pods))
+        self.stack.close()  # pods that never became deployments; stop() is idempotent
 
 
 # --------------------------------------------------------------------------------------------
