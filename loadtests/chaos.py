@@ -20,6 +20,7 @@ A PNG timeline (requests/s, errors, latency, faults shaded) goes beside the summ
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import json
 import random
@@ -44,6 +45,7 @@ RECOVERY_LIMIT_S = 300.0  # Triton restarts build the repository and load the mo
 REQUEST_TIMEOUT_S = 60.0
 WARMUP_S = 20.0
 RSS_GROWTH = 0.10
+TERM_EXIT_LIMIT_S = 60.0  # drain delay + graceful shutdown of a SIGTERMed process
 FD_SLACK = 8
 FAULTS = ("kill_triton", "kill_stub", "kill_transformer", "term_triton", "term_transformer", "bad_inputs")
 WORDS = "serving models on kubernetes with batching tokenizers triton transformers and load".split()
@@ -205,6 +207,11 @@ def inject(pod: Pod, kind: str, run: Run) -> str:
     if process is None:
         return f"no {role} process found"
     process.send_signal(sig)
+    if sig == signal.SIGTERM:
+        # A terminated container drains first (it still answers for its drain delay), so a probe could succeed
+        # before it is gone; the fault lasts until it has exited and its restart serves.
+        with contextlib.suppress(psutil.Error):
+            process.wait(timeout=TERM_EXIT_LIMIT_S)
     return f"{signal.Signals(sig).name} -> {role} pid {process.pid}"
 
 
