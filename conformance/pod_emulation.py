@@ -198,7 +198,7 @@ class Container:
     mnt_ns: str | None = None  # the container's mount namespace, when isolated
     starts: int = 0
     _log: Any = field(default=None, repr=False)
-    _tree: set[int] = field(default_factory=set, repr=False)
+    _tree: dict[int, float] = field(default_factory=dict, repr=False)  # pid -> its start time (pids get reused)
 
     def pids(self) -> set[int]:
         """Every live process of this container: same mount namespace, or the main process's tree."""
@@ -216,10 +216,14 @@ class Container:
 
         with contextlib.suppress(psutil.Error):
             main = psutil.Process(self.proc.pid)
-            self._tree |= {main.pid} | {p.pid for p in main.children(recursive=True)}
-        for pid in list(self._tree):
+            for p in [main, *main.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    self._tree[p.pid] = p.create_time()
+        for pid, started in list(self._tree.items()):
             with contextlib.suppress(psutil.Error):
-                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                p = psutil.Process(pid)
+                # A pid seen earlier may now belong to another program (another test's server): never kill that.
+                if p.create_time() == started and p.status() != psutil.STATUS_ZOMBIE:
                     pids.add(pid)
         return pids
 
@@ -230,7 +234,8 @@ class Container:
         deadline = time.monotonic() + timeout
         while True:
             pids = self.pids()
-            _kill_group(self.proc.pid, signal.SIGKILL)
+            if self.proc.poll() is None:  # once reaped, its pid (= its group id) may lead another program's group
+                _kill_group(self.proc.pid, signal.SIGKILL)
             for pid in pids:
                 _kill_pid(pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -487,7 +492,8 @@ class EmulatedPod:
                                   stdout=c._log, stderr=subprocess.STDOUT, start_new_session=True,
                                   preexec_fn=die_with_parent)
         c.starts += 1
-        c._tree = {c.proc.pid}
+        c._tree = {}
+        c.pids()  # records the main process (and its start time) at once
         c.mnt_ns = None
         if self.isolated:
             own = os.readlink("/proc/self/ns/mnt")
@@ -532,7 +538,7 @@ class EmulatedPod:
         if sig == signal.SIGKILL:
             c.kill_all(timeout=max(wait, 1.0))
             return c.proc.poll()
-        _kill_pid(c.proc.pid, sig)
+        c.proc.send_signal(sig)  # not once reaped: its pid may be another program's by now
         if wait <= 0:
             return c.proc.poll()
         try:
@@ -559,7 +565,7 @@ class EmulatedPod:
         self._closed = True
         running = [c for c in self.containers.values() if c.proc is not None]
         for c in running:
-            _kill_pid(c.proc.pid, signal.SIGTERM)
+            c.proc.send_signal(signal.SIGTERM)  # not once reaped: its pid may be another program's by now
         deadline = time.monotonic() + grace
         for c in running:
             with contextlib.suppress(subprocess.TimeoutExpired):
