@@ -162,33 +162,33 @@ serve-triton: $(STAMP) ## Serve the packaged MiniLM with the kserve-huggingface-
 	  --triton_grpc_port $(TRITON_GRPC_PORT) --triton_metrics_port $(TRITON_METRICS_PORT)
 
 # --- GPU check (loadtests/gpu_check.py): one run of a few minutes on a GPU machine with Python 3.12, torch and
-# transformers preinstalled and no network; the rest travels as wheels in $(GPU_WHEELHOUSE) (64 MiB at most).
+# transformers preinstalled and no network; the rest travels in $(GPU_WHEELHOUSE) (64 MiB at most), packed by
+# loadtests/gpu_pack.py as one xz tar of the site tree for that Python.
 GPU_WHEELHOUSE ?= .gpu-wheelhouse
 GPU_WHEELHOUSE_MIB ?= 64
+GPU_PY_VERSION ?= 3.12
+GPU_PACK_PRESET ?= 9
 GPU_CHECK_DEVICE ?= cuda
 GPU_PYTHON ?= python3
 GPU_CHECK_ARGS ?=
-GPU_PLATFORMS := --platform manylinux_2_35_x86_64 --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
-.PHONY: gpu-wheelhouse gpu-check
-gpu-wheelhouse: $(STAMP) ## Download the GPU check's wheels (cp312, manylinux, --no-deps) and MiniLM's config/tokenizer files into $(GPU_WHEELHOUSE)
-	rm -rf $(GPU_WHEELHOUSE) && mkdir -p $(GPU_WHEELHOUSE)/minilm-files
-	$(PY) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-	  --abi cp312 --abi abi3 --abi none $(GPU_PLATFORMS) -r requirements/gpu-check.txt -c requirements/constraints.txt \
-	  -d $(GPU_WHEELHOUSE)
-	src="$$($(PY) -m hfserve.packaged_model)"; for f in config.json tokenizer.json tokenizer_config.json vocab.txt \
-	  special_tokens_map.json modules.json sentence_bert_config.json; do cp "$$src/$$f" $(GPU_WHEELHOUSE)/minilm-files/; done; \
-	  cp -r "$$src/1_Pooling" $(GPU_WHEELHOUSE)/minilm-files/
-	@size=$$(du -sm $(GPU_WHEELHOUSE) | cut -f1); echo "$(GPU_WHEELHOUSE): $$size MiB (budget $(GPU_WHEELHOUSE_MIB) MiB)"; \
-	  test $$size -le $(GPU_WHEELHOUSE_MIB) || { echo "over the budget: see docs/benchmarks.md (GPU check)" >&2; exit 1; }
+GPU_DRY := .gpu-check-dry
+.PHONY: gpu-wheelhouse gpu-check gpu-check-dry
+gpu-wheelhouse: $(STAMP) ## Pack what the GPU check needs beyond torch + transformers (Python $(GPU_PY_VERSION)) into $(GPU_WHEELHOUSE), within $(GPU_WHEELHOUSE_MIB) MiB
+	$(PY) -m loadtests.gpu_pack build --out $(GPU_WHEELHOUSE) --python-version $(GPU_PY_VERSION) \
+	  --budget-mib $(GPU_WHEELHOUSE_MIB) --preset $(GPU_PACK_PRESET)
 
-gpu-check: ## On a GPU machine: install $(GPU_WHEELHOUSE) offline, then both runtimes vs the raw fp16 forward (GPU_CHECK_DEVICE=cpu: dry run here)
-ifeq ($(GPU_CHECK_DEVICE),cpu)
-	PYTHONPATH=$(CURDIR)/serving_code:$(CURDIR) $(PY) -m loadtests.gpu_check --device cpu $(GPU_CHECK_ARGS)
-else
-	$(GPU_PYTHON) -m pip install --quiet --no-index --no-deps --find-links $(GPU_WHEELHOUSE) -r requirements/gpu-check.txt
-	PYTHONPATH=$(CURDIR)/serving_code:$(CURDIR) $(GPU_PYTHON) -m loadtests.gpu_check --device $(GPU_CHECK_DEVICE) \
-	  --wheelhouse $(GPU_WHEELHOUSE) $(GPU_CHECK_ARGS)
-endif
+gpu-check: ## On the GPU machine: unpack $(GPU_WHEELHOUSE), then both runtimes vs the raw fp16 forward (no venv of ours needed)
+	site="$$($(GPU_PYTHON) -m loadtests.gpu_pack unpack --wheelhouse $(GPU_WHEELHOUSE))" && \
+	  PYTHONPATH="$$site:$(CURDIR)/serving_code:$(CURDIR)" $(GPU_PYTHON) -m loadtests.gpu_check \
+	  --device $(GPU_CHECK_DEVICE) --wheelhouse $(GPU_WHEELHOUSE) $(GPU_CHECK_ARGS)
+
+gpu-check-dry: $(STAMP) ## The GPU check on this CPU exactly as the GPU machine runs it: a venv with only torch + transformers, plus the pack for its Python
+	test -x $(GPU_DRY)/venv/bin/python || { $(PYTHON) -m venv $(GPU_DRY)/venv && \
+	  $(GPU_DRY)/venv/bin/python -m pip install --quiet torch transformers -c requirements/constraints.txt; }
+	version="$$($(GPU_DRY)/venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')" && \
+	  $(MAKE) gpu-wheelhouse GPU_WHEELHOUSE=$(GPU_DRY)/wheelhouse GPU_PY_VERSION=$$version GPU_PACK_PRESET=0 GPU_WHEELHOUSE_MIB=1024
+	$(MAKE) gpu-check GPU_PYTHON=$(GPU_DRY)/venv/bin/python GPU_WHEELHOUSE=$(GPU_DRY)/wheelhouse GPU_CHECK_DEVICE=cpu \
+	  GPU_CHECK_ARGS="--seconds 1 --out $(GPU_DRY)/report $(GPU_CHECK_ARGS)"
 
 # --- Local base, wheelhouse, podman pods, release dry run (images/, .ci/, .github/workflows/release.yml) ---
 podman-conf:
