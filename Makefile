@@ -39,12 +39,12 @@ test: $(STAMP) ## Run the whole test suite: lint, unit, server, Triton, chart an
 	$(MAKE) ci-tools
 	$(MAKE) pod-test
 
-bench: $(STAMP) ## Benchmark both runtimes (and their no-batching twins) on uniform and mixed-length corpora, beside the raw forward (concurrency 1, 8, 32); reports/bench/
-	$(PY) -m loadtests.bench $(BENCH_ARGS)
+bench: $(STAMP) ## Benchmark both runtimes (and their no-batching twins) on uniform and mixed-length corpora, beside the raw forward (concurrency 1, 8, 32; PEERS=infinity adds a peer); reports/bench/
+	$(PY) -m loadtests.bench $(if $(PEERS),--peers $(PEERS)) $(BENCH_ARGS)
 
 .PHONY: bench-engines
-bench-engines: $(STAMP) ## torch fp32 vs ONNX Runtime fp32 vs ONNX int8, raw and served, one run (BENCH_ENGINES_ARGS); reports/bench/
-	$(PY) -m loadtests.bench_engines $(BENCH_ENGINES_ARGS)
+bench-engines: $(STAMP) ## torch fp32 vs ONNX Runtime fp32 vs ONNX int8, raw and served, one run (BENCH_ENGINES_ARGS; PEERS=infinity adds Infinity-ONNX beside them); reports/bench/
+	$(PY) -m loadtests.bench_engines $(if $(PEERS),--peers $(PEERS)) $(BENCH_ENGINES_ARGS)
 
 # ---- Conformance, load tests, workflow lint (conformance/, loadtests/, .github/) -------------
 # TARGET: local (both runtimes from the rendered chart on loopback ports), cluster (KUBECONFIG:

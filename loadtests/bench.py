@@ -34,6 +34,7 @@ from hfserve.packaged_model import packaged_model_dir  # noqa: E402
 from hfserve.tasks.tokenization import TextEncoder, TokenizerOptions, load_tokenizer  # noqa: E402
 
 from .corpus import sample_text  # noqa: E402
+from .peers import PEERS  # noqa: E402
 
 MODEL = "minilm"
 WORDS = "the quick brown fox jumps over the lazy dog while a cat sleeps near warm fire".split()
@@ -137,7 +138,11 @@ def raw_mixed(raw: RawForward, texts: list[str], window: int, rounds: int) -> li
                 padded_per_text=work[name][0] / (window * rounds)) for name, seconds in spent.items()]
 
 
-async def drive(url: str, texts: list[str], concurrency: int, seconds: float) -> Row:
+def v1_body(text: str) -> dict:
+    return {"instances": [text]}
+
+
+async def drive(url: str, texts: list[str], concurrency: int, seconds: float, body=v1_body) -> Row:
     latencies: list[float] = []
     errors = 0
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -146,9 +151,9 @@ async def drive(url: str, texts: list[str], concurrency: int, seconds: float) ->
             nonlocal errors
             i = index
             while time.perf_counter() < deadline:
-                body = json.dumps({"instances": [texts[i % len(texts)]]})
+                payload = json.dumps(body(texts[i % len(texts)]))
                 start = time.perf_counter()
-                async with session.post(url, data=body, headers={"content-type": "application/json"}) as reply:
+                async with session.post(url, data=payload, headers={"content-type": "application/json"}) as reply:
                     await reply.read()
                     ok = reply.status == 200
                 if record:
@@ -222,7 +227,7 @@ class TritonTarget:
 def measure_served(target, texts: list[str], concurrency: int, seconds: float, corpus: str) -> Row:
     padded = getattr(target, "padded_tokens", lambda: None)
     before, tokens_before = target.batch_stats(), padded()
-    row = asyncio.run(drive(target.url, texts, concurrency, seconds))
+    row = asyncio.run(drive(target.url, texts, concurrency, seconds, getattr(target, "body", v1_body)))
     after, tokens_after = target.batch_stats(), padded()
     row.target, row.corpus = target.name, corpus
     runs = after[0] - before[0]
@@ -324,6 +329,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds per served point")
     parser.add_argument("--runtimes", default="huggingface,huggingface-nobatch,triton,triton-nobatch",
                         help="any of huggingface, huggingface-nobatch, triton, triton-nobatch")
+    parser.add_argument("--peers", default="", help="peer servers run beside ours: infinity (loadtests/peers.py)")
     parser.add_argument("--corpora", default="uniform,mixed", help="any of uniform, mixed")
     parser.add_argument("--no-raw", action="store_true", help="skip the raw-forward references")
     parser.add_argument("--raw-mixed-rounds", type=int, default=6,
@@ -347,6 +353,7 @@ def main(argv=None) -> int:
     served: list[Row] = []
     with contextlib.ExitStack() as stack:
         targets = [stack.enter_context(factories[name]()) for name in args.runtimes.split(",")]
+        targets += [stack.enter_context(PEERS[name](model_dir, out)) for name in args.peers.split(",") if name]
         # Each concurrency's points are measured back to back, so drift on a shared machine hits all alike.
         for concurrency in concurrencies:
             for corpus in corpora:

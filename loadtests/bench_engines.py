@@ -25,6 +25,7 @@ from hfserve.tasks.tokenization import TextEncoder, TokenizerOptions, load_token
 
 from .bench import MODEL, HuggingfaceTarget, Row, TritonTarget, measure_served, sixteen_token_texts
 from .corpus import sample_text
+from .peers import PEERS
 
 # name -> command-line arguments of either runtime
 ENGINES = {
@@ -76,20 +77,27 @@ def raw_forward(model, model_dir: Path, engine: str, texts: list[str], batch: in
                1000 * float(np.percentile(times, 50)), 1000 * float(np.percentile(times, 99)))
 
 
-def render(rows: list[Row], corpus: str) -> str:
-    lines = [f"corpus: {corpus}", "", "| target | concurrency | req/s | p50 ms | p99 ms | avg batch | vs torch |",
-             "|---|---|---|---|---|---|---|"]
-    reference = {}
+def render(rows: list[Row], corpus: str, peer: str | None = None) -> str:
+    """One table; ratios against torch fp32 of the same kind, and against `peer` when one ran beside ours."""
+    head = "| target | concurrency | req/s | p50 ms | p99 ms | avg batch | vs torch |" + (f" vs {peer} |" if peer else "")
+    lines = [f"corpus: {corpus}", "", head, "|" + "---|" * (head.count("|") - 1)]
+    reference, peers = {}, {}
     for row in rows:
         kind = row.target.split(" [")[0]
         if row.target.endswith("[torch]"):
             reference[(kind, row.concurrency)] = row.requests_per_s
+        if peer and row.target == peer:
+            peers[row.concurrency] = row.requests_per_s
     for row in sorted(rows, key=lambda r: (r.target.split(" [")[0], r.concurrency, r.target)):
         base = reference.get((row.target.split(" [")[0], row.concurrency))
         ratio = f"{row.requests_per_s / base:.2f}" if base else "-"
         batch = f"{row.avg_batch:.1f}" if row.avg_batch is not None else "-"
-        lines.append(f"| {row.target} | {row.concurrency} | {row.requests_per_s:.1f} | {row.p50_ms:.2f} | "
-                     f"{row.p99_ms:.2f} | {batch} | {ratio} |")
+        line = (f"| {row.target} | {row.concurrency} | {row.requests_per_s:.1f} | {row.p50_ms:.2f} | "
+                f"{row.p99_ms:.2f} | {batch} | {ratio} |")
+        if peer:
+            other = peers.get(row.concurrency)
+            line += f" {row.requests_per_s / other:.2f} |" if other and not row.target.startswith("raw") else " - |"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -102,6 +110,7 @@ def main(argv=None) -> int:
     parser.add_argument("--concurrency", default="1,8,32")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per served point")
     parser.add_argument("--out", default="reports/bench")
+    parser.add_argument("--peers", default="", help="peer servers run beside ours: infinity (loadtests/peers.py)")
     parser.add_argument("--onnx_cache_dir", default=None, help="default: <out>/onnx-cache")
     args = parser.parse_args(argv)
     engines = args.engines.split(",")
@@ -119,11 +128,13 @@ def main(argv=None) -> int:
     with contextlib.ExitStack() as stack:
         targets = [stack.enter_context(classes[runtime](model_dir, out, engine, cache))
                    for runtime in args.runtimes.split(",") for engine in engines]
+        peers = [stack.enter_context(PEERS[name](model_dir, out)) for name in args.peers.split(",") if name]
+        targets += peers
         for concurrency in (int(c) for c in args.concurrency.split(",")):
             if args.corpus == "uniform":
                 rows += [raw_forward(models[e], model_dir, e, texts, concurrency, args.seconds / 2) for e in engines]
             rows += [measure_served(t, texts, concurrency, args.seconds, args.corpus) for t in targets]
-    table = render(rows, args.corpus)
+    table = render(rows, args.corpus, peers[0].name if peers else None)
     header = (f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}, {args.seconds:.0f} s per served point, "
               f"command: python -m loadtests.bench_engines {' '.join(argv if argv is not None else sys.argv[1:])}")
     print(header + "\n\n" + table)

@@ -62,8 +62,10 @@ def http_status(url: str, timeout: float = 1.0) -> int | None:
 class ServerProcess:
     """A server command run in its own process group, with its output kept in a log file."""
 
-    def __init__(self, command: list[str], log_path: Path, env: dict[str, str] | None = None):
+    def __init__(self, command: list[str], log_path: Path, env: dict[str, str] | None = None,
+                 cwd: Path | None = None):
         self.command = command
+        self.cwd = cwd
         self.log_path = Path(log_path)
         self.env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **(env or {})}
         self.process: subprocess.Popen | None = None
@@ -72,7 +74,7 @@ class ServerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                                        start_new_session=True, preexec_fn=die_with_parent)
+                                        cwd=self.cwd, start_new_session=True, preexec_fn=die_with_parent)
         log.close()
         return self
 
