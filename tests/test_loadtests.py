@@ -116,3 +116,20 @@ def test_short_load_run_against_runtime_1(tmp_path):
     totals = report.read_totals(tmp_path / "smoke")
     assert totals.requests > 0 and totals.failures == 0
     assert "PASS" in (tmp_path / "smoke.md").read_text()
+
+
+def test_engine_table_sets_each_served_row_against_the_peer_at_its_concurrency():
+    from loadtests.bench import Row
+    from loadtests.bench_engines import render
+
+    peer = "infinity 0.0.78 [onnx]"
+    rows = [Row("raw forward [onnx]", 8, 240.0, 30, 40), Row(peer, 8, 120.0, 60, 80),
+            Row("kserve-huggingface [torch]", 8, 100.0, 70, 90, 4.0),
+            Row("kserve-huggingface [onnx]", 8, 150.0, 50, 70, 4.0), Row(peer, 32, 200.0, 150, 200),
+            Row("kserve-huggingface [onnx]", 32, 300.0, 100, 140, 16.0)]
+    lines = {line.split(" | ")[0].lstrip("| ") + f"@{line.split(' | ')[1]}": line
+             for line in render(rows, "uniform", peer).splitlines() if line.startswith("| ") and "---" not in line}
+    assert lines["kserve-huggingface [onnx]@8"].endswith("| 1.50 | 1.25 |")  # vs torch, vs the peer
+    assert lines["kserve-huggingface [onnx]@32"].endswith("| - | 1.50 |")  # no torch row at 32
+    assert lines["raw forward [onnx]@8"].endswith("| - |")  # raw forwards are not set against a server
+    assert "vs infinity" not in render(rows, "uniform")
