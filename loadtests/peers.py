@@ -11,6 +11,7 @@ what was pinned), on the same model, driven by the same client at the same point
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 VENVS = ROOT / ".venv-peers"
 MODEL = "minilm"
 NO_TELEMETRY = {"DO_NOT_TRACK": "1", "INFINITY_ANONYMOUS_USAGE_STATS": "0"}
+OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 
 def peer_venv(name: str) -> Path:
@@ -50,7 +52,8 @@ class InfinityTarget:
             shutil.copytree(model_dir, self.model)
             export = self.model / "onnx-export"
             subprocess.run([str(self.venv / "bin" / "optimum-cli"), "export", "onnx", "--model", str(self.model),
-                            "--task", "feature-extraction", str(export)], check=True, capture_output=True)
+                            "--task", "feature-extraction", str(export)], check=True, capture_output=True,
+                           env={**os.environ, **OFFLINE, **NO_TELEMETRY})
             (export / "model.onnx").rename(self.model / "model.onnx")
             shutil.rmtree(export)
         self.http_port = free_port()
