@@ -6,7 +6,8 @@ what was pinned), on the same model, driven by the same client at the same point
 
 - infinity: Infinity 0.0.78 with its ONNX engine (optimum + ONNX Runtime, CPU), the fastest peer of issue 12's
   table. Its ONNX file is exported by optimum's own exporter (`optimum-cli export onnx`), not by ours, and Infinity
-  sends no usage statistics (DO_NOT_TRACK=1).
+  sends no usage statistics (DO_NOT_TRACK=1). Its pins use optimum 2.x: optimum 1.x, which Infinity 0.0.78 was
+  written for, does not import beside torch 2.13 (and its BetterTransformer needs transformers < 4.49).
 """
 
 from __future__ import annotations
