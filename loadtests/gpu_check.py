@@ -39,9 +39,9 @@ from hfserve.devtools.processes import ServerProcess, free_port, huggingface_com
 
 from .bench import MODEL, HuggingfaceTarget, Row, TritonTarget, measure_served  # noqa: E402
 from .corpus import QUERIES, SENTENCES, sample_text  # noqa: E402
+from .gpu_pack import MODEL_FILES  # noqa: E402
 
 WHEELHOUSE = Path(".gpu-wheelhouse")
-MODEL_FILES = "minilm-files"  # config + tokenizer files of all-MiniLM-L6-v2, copied by make gpu-wheelhouse
 WORDS = "the quick brown fox jumps over the lazy dog while a cat sleeps near warm fire".split()
 TRITON_TARGET = 0.8  # Triton runtime at c=32 >= 0.8x the raw float16 batched forward
 

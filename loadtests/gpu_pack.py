@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BUDGET_MIB = 64
 SITE_ARCHIVE = "site.tar.xz"
 SITE_DIR = "site"
-MODEL_FILES = "minilm-files"  # read by loadtests/gpu_check.py
+MODEL_FILES = "minilm-files"  # config + tokenizer files of all-MiniLM-L6-v2, read by loadtests/gpu_check.py
 MINILM_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json",
                 "modules.json", "sentence_bert_config.json", "1_Pooling")
 PLATFORMS = ("manylinux_2_35_x86_64", "manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
