@@ -30,7 +30,7 @@ serve: $(STAMP) ## Serve the packaged all-MiniLM-L6-v2 with the kserve-huggingfa
 	  --bind_address $(HOST) --http_port $(PORT) --grpc_port $$(( $(PORT) + 1 ))
 
 lint: $(STAMP) ## ruff: pyflakes errors and import order across the Python code
-	$(VENV)/bin/ruff check serving_code tests conformance loadtests charts/tools
+	$(VENV)/bin/ruff check serving_code tests conformance loadtests devkit charts/tools
 
 test: $(STAMP) ## Run the whole test suite: lint, unit, server, Triton, chart and workflow tests, `make conformance`, then `make pod-test`
 	$(MAKE) lint
@@ -157,7 +157,7 @@ rss-soak: $(STAMP) ## Runtime 1's RSS under mixed-length load, sampled per reque
 	$(PY) -m loadtests.rss_soak $(RSS_SOAK_ARGS)
 
 serve-triton: $(STAMP) ## Serve the packaged MiniLM with the kserve-huggingface-triton runtime: transformer on $(HOST):$(PORT), real Triton on TRITON_*_PORT; a dead side is restarted like the kubelet does
-	$(PY) -m hfserve.triton.dev_serve --model_name $(MODEL_NAME) --model_dir "$$($(PY) -m hfserve.packaged_model)" \
+	$(PY) -m devkit.triton_pair --model_name $(MODEL_NAME) --model_dir "$$($(PY) -m hfserve.packaged_model)" \
 	  --bind_address $(HOST) --port $(PORT) --triton_http_port $(TRITON_HTTP_PORT) \
 	  --triton_grpc_port $(TRITON_GRPC_PORT) --triton_metrics_port $(TRITON_METRICS_PORT)
 

@@ -173,8 +173,8 @@ def build_pod(runtime: str, model_name: str, values: dict[str, Any] | None = Non
 
 
 def _free_ports(count: int) -> list[int]:
-    """Reserved loopback ports outside the ephemeral range (hfserve.devtools.ports)."""
-    from hfserve.devtools.ports import reserve_ports
+    """Reserved loopback ports outside the ephemeral range (devkit.ports)."""
+    from devkit.ports import reserve_ports
 
     return reserve_ports(count)
 
@@ -486,7 +486,7 @@ class EmulatedPod:
         c._log = open(c.log_path, "ab")  # noqa: SIM115 - closed in stop()
         c._log.write(f"\n===== start {c.starts + 1}: {' '.join(c.argv)}\n".encode())
         c._log.flush()
-        from hfserve.devtools.processes import die_with_parent  # a killed test run takes its containers along
+        from devkit.processes import die_with_parent  # a killed test run takes its containers along
 
         c.proc = subprocess.Popen(self._launch_argv(c), env=c.env, cwd=self.work_dir, stdin=subprocess.DEVNULL,
                                   stdout=c._log, stderr=subprocess.STDOUT, start_new_session=True,

@@ -32,8 +32,9 @@ from typing import Any
 from urllib.parse import urlparse
 
 import httpx
-from hfserve.devtools.ports import address_in_use
-from hfserve.devtools.ports import reserve_port as free_port
+
+from devkit.ports import address_in_use
+from devkit.ports import reserve_port as free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,7 +44,7 @@ RUNTIMES = {"huggingface": RUNTIME_HF, "triton": RUNTIME_TRITON}
 
 MINILM = "minilm"
 MINILM_DIM = 384
-# Tiny random checkpoints built by hfserve.devtools.tiny_models for the task-coverage tests.
+# Tiny random checkpoints built by devkit.tiny_models for the task-coverage tests.
 TINY_ENCODER_KINDS = ("sequence_classification", "token_classification", "fill_mask")
 TINY_GENERATIVE_KINDS = ("text_generation",)
 
@@ -197,7 +198,7 @@ class LocalPool:
             return packaged_model_dir()
         out = self.work_dir / "tiny" / kind
         if not (out / "config.json").exists():
-            from hfserve.devtools.tiny_models import build_tiny_model
+            from devkit.tiny_models import build_tiny_model
 
             build_tiny_model(kind, out)
         return out

@@ -28,10 +28,11 @@ import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from hfserve.devtools.processes import ServerProcess, free_port, huggingface_command  # noqa: E402
 from hfserve.engine.encoder import EncoderEngine  # noqa: E402
 from hfserve.packaged_model import packaged_model_dir  # noqa: E402
 from hfserve.tasks.tokenization import TextEncoder, TokenizerOptions, load_tokenizer  # noqa: E402
+
+from devkit.processes import ServerProcess, free_port, huggingface_command  # noqa: E402
 
 from .corpus import sample_text  # noqa: E402
 from .peers import PEERS  # noqa: E402
@@ -205,7 +206,7 @@ class HuggingfaceTarget:
 class TritonTarget:
     def __init__(self, model_dir: Path, logs: Path, triton_args: tuple[str, ...] = (),
                  name: str = "kserve-huggingface-triton"):
-        from hfserve.triton.dev_serve import TritonPair  # the two processes of the triton runtime, on loopback
+        from devkit.triton_pair import TritonPair  # the two processes of the triton runtime, on loopback
 
         self.name = name
         (logs / name).mkdir(parents=True, exist_ok=True)

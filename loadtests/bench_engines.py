@@ -18,10 +18,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-from hfserve.devtools.processes import ServerProcess, free_port, huggingface_command
 from hfserve.engine.loading import load_encoder_engine
 from hfserve.packaged_model import packaged_model_dir
 from hfserve.tasks.tokenization import TextEncoder, TokenizerOptions, load_tokenizer
+
+from devkit.processes import ServerProcess, free_port, huggingface_command
 
 from .bench import MODEL, HuggingfaceTarget, Row, TritonTarget, measure_served, sixteen_token_texts
 from .corpus import sample_text

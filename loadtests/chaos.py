@@ -2,7 +2,7 @@
 
     python -m loadtests.chaos [--minutes 5] [--seed 11] [--out reports/chaos] [--model_dir DIR]
 
-The "pod" is `python -m hfserve.triton.dev_serve` (the transformer and the Triton launcher, restarted like a
+The "pod" is `python -m devkit.triton_pair` (the transformer and the Triton launcher, restarted like a
 kubelet does, with a short back-off here). Steady load mixes V1, V2 and OpenAI embeddings requests of varied
 lengths; faults come at random intervals from a fixed seed: SIGKILL of tritonserver, of a Python-backend stub, of
 the transformer; SIGTERM (and the restart that follows) of either side; a burst of bad inputs. Every request's
@@ -37,7 +37,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "serving_code"))
 
-from hfserve.devtools.processes import ServerProcess, start_with_retries  # noqa: E402
+from devkit.processes import ServerProcess, start_with_retries  # noqa: E402
 
 MODEL = "minilm"
 GRACE_S = 5.0             # a 503 this soon after a fault window closes still counts as inside it
@@ -230,7 +230,7 @@ def sample(pod: Pod, run: Run, stop: threading.Event) -> None:
 def start_pod(model_dir: str, log: Path) -> Pod:
     def start_on(ports: list[int]) -> Pod:
         http, grpc, t_http, t_grpc, t_metrics = ports
-        command = [sys.executable, "-m", "hfserve.triton.dev_serve", "--model_name", MODEL, "--model_dir", model_dir,
+        command = [sys.executable, "-m", "devkit.triton_pair", "--model_name", MODEL, "--model_dir", model_dir,
                    "--port", str(http), "--grpc_port", str(grpc), "--triton_http_port", str(t_http),
                    "--triton_grpc_port", str(t_grpc), "--triton_metrics_port", str(t_metrics),
                    "--restart_backoff_s", "1", "--restart_backoff_max_s", "4", "--restart_reset_after_s", "60",

@@ -35,7 +35,7 @@ import numpy as np
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from hfserve.devtools.processes import ServerProcess, free_port, huggingface_command  # noqa: E402
+from devkit.processes import ServerProcess, free_port, huggingface_command  # noqa: E402
 
 from .bench import MODEL, HuggingfaceTarget, Row, TritonTarget, measure_served  # noqa: E402
 from .corpus import QUERIES, SENTENCES, sample_text  # noqa: E402

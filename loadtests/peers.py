@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hfserve.devtools.processes import ServerProcess, free_port
+from devkit.processes import ServerProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 VENVS = ROOT / ".venv-peers"

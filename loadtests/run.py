@@ -28,8 +28,9 @@ REPO = Path(__file__).resolve().parents[1]
 @contextlib.contextmanager
 def local_runtime(model_name: str, log_path: Path, extra: list[str]):
     """Runtime 1 serving the packaged MiniLM on reserved 127.0.0.1 ports; its process group is stopped on exit."""
-    from hfserve.devtools.processes import ServerProcess, huggingface_command, start_with_retries
     from hfserve.packaged_model import packaged_model_dir
+
+    from devkit.processes import ServerProcess, huggingface_command, start_with_retries
 
     servers: list[ServerProcess] = []
 

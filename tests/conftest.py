@@ -8,8 +8,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from hfserve.devtools.tiny_models import build_tiny_model  # noqa: E402
 from hfserve.packaged_model import packaged_model_dir  # noqa: E402
+
+from devkit.tiny_models import build_tiny_model  # noqa: E402
 
 from .servers import RunningServer, ServerStarter  # noqa: E402
 

@@ -3,7 +3,7 @@
 import sys
 from pathlib import Path
 
-from hfserve.devtools.processes import ServerProcess, start_with_retries
+from devkit.processes import ServerProcess, start_with_retries
 
 
 class RunningServer:

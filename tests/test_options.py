@@ -12,10 +12,11 @@ import httpx
 import numpy as np
 import pytest
 import torch
-from hfserve.devtools.processes import ServerProcess, free_port, huggingface_command
 from hfserve.huggingface.__main__ import build_parser as huggingface_parser
 from hfserve.transformer.__main__ import build_parser as transformer_parser
 from transformers import AutoModel, AutoTokenizer
+
+from devkit.processes import ServerProcess, free_port, huggingface_command
 
 TEXTS = ["Paris is the capital of France.", "PARIS IS THE CAPITAL OF FRANCE.", "the cat sat on the mat"]
 

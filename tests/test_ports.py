@@ -6,8 +6,9 @@ import sys
 import textwrap
 
 import pytest
-from hfserve.devtools import ports
-from hfserve.devtools.processes import PortInUse, ServerProcess, start_with_retries
+
+from devkit import ports
+from devkit.processes import PortInUse, ServerProcess, start_with_retries
 
 
 def test_ports_come_from_outside_the_ephemeral_range():
@@ -26,7 +27,7 @@ def test_a_port_is_never_handed_out_twice_in_one_process():
 def test_another_process_cannot_take_a_port_this_process_holds():
     mine = ports.reserve_ports(200)
     child = textwrap.dedent(f"""
-        from hfserve.devtools import ports
+        from devkit import ports
         ports.candidate_range = lambda: range({min(mine)}, {max(mine) + 1})
         got = []
         try:

@@ -1,4 +1,4 @@
-"""The tiny random checkpoints from hfserve.devtools.tiny_models load and run with transformers offline."""
+"""The tiny random checkpoints from devkit.tiny_models load and run with transformers offline."""
 
 import json
 import os
@@ -12,15 +12,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import torch  # noqa: E402
-from hfserve.devtools.tiny_models import (  # noqa: E402
-    HIDDEN,
-    KINDS,
-    MAX_POSITIONS,
-    SENTENCES,
-    SEQUENCE_LABELS,
-    TOKEN_LABELS,
-    build_tiny_model,
-)
 from safetensors.torch import load_file  # noqa: E402
 from transformers import (  # noqa: E402
     AutoModel,
@@ -31,6 +22,16 @@ from transformers import (  # noqa: E402
     AutoModelForTokenClassification,
     AutoTokenizer,
     PreTrainedTokenizerFast,
+)
+
+from devkit.tiny_models import (  # noqa: E402
+    HIDDEN,
+    KINDS,
+    MAX_POSITIONS,
+    SENTENCES,
+    SEQUENCE_LABELS,
+    TOKEN_LABELS,
+    build_tiny_model,
 )
 
 AUTO_CLASSES = {
@@ -204,7 +205,7 @@ def test_text2text_generate(tiny_root):
 def test_building_twice_gives_identical_checkpoints(tiny_root, tmp_path):
     """A second build, in a fresh process through the CLI, matches the first: weights and tokenizers."""
     subprocess.run(
-        [sys.executable, "-m", "hfserve.devtools.tiny_models", "all", str(tmp_path)],
+        [sys.executable, "-m", "devkit.tiny_models", "all", str(tmp_path)],
         check=True,
         capture_output=True,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},

@@ -4,9 +4,9 @@ import json
 
 import httpx
 import pytest
-from hfserve.devtools.processes import ServerProcess, free_port, huggingface_command
 from openai import OpenAI
 
+from devkit.processes import ServerProcess, free_port, huggingface_command
 from tests import grpc_tool
 
 

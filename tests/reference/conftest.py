@@ -12,10 +12,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from hfserve.devtools.processes import free_port, http_status
 from hfserve.triton.local_server import find_triton
 from hfserve.triton.repository import build_repository
 from hfserve.triton.supervisor import TritonProcess, group_pids, shm_segments
+
+from devkit.processes import free_port, http_status
 
 from ..servers import RunningServer, ServerStarter
 

@@ -9,9 +9,10 @@ from functools import cache
 
 import numpy as np
 import pytest
-from hfserve.devtools.tiny_models import SENTENCES
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Normalize
+
+from devkit.tiny_models import SENTENCES
 
 from .conftest import SLOW_START, TRITON_ENCODERS, predict
 

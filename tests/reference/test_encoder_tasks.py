@@ -12,8 +12,9 @@ from functools import cache
 
 import httpx
 import pytest
-from hfserve.devtools.tiny_models import SENTENCES
 from transformers import pipeline
+
+from devkit.tiny_models import SENTENCES
 
 from .conftest import RUNTIMES, SLOW_START, predict
 

@@ -18,9 +18,10 @@ import time
 from pathlib import Path
 
 import pytest
-from hfserve.devtools.processes import ServerProcess, free_port, http_status
-from hfserve.transformer.triton_client import triton_batch_stats
 from hfserve.triton.supervisor import group_pids
+
+from devkit.processes import ServerProcess, free_port, http_status
+from devkit.triton_stats import triton_batch_stats
 
 from ..servers import RunningServer, ServerStarter
 

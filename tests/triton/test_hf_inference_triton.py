@@ -6,7 +6,8 @@ classification and fill-mask methods through Triton, against the in-process runt
 import httpx
 import numpy as np
 import pytest
-from hfserve.devtools.processes import http_status
+
+from devkit.processes import http_status
 
 from .conftest import wait_until
 

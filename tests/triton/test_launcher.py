@@ -16,9 +16,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from hfserve.devtools.processes import http_status
-from hfserve.transformer.triton_client import TritonClient, triton_batch_stats
+from hfserve.transformer.triton_client import TritonClient
 from hfserve.triton.supervisor import group_pids
+
+from devkit.processes import http_status
+from devkit.triton_stats import triton_batch_stats
 
 from .conftest import stats_after, stub_pids, wait_until
 

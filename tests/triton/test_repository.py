@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from hfserve.tasks import Task
 from hfserve.transformer import wire
-from hfserve.transformer.triton_client import BatchStats
 from hfserve.triton.export import export_tokenizer_files
 from hfserve.triton.repository import GenerativeTaskRefused, build_repository, parse_batch_sizes, render_config
+
+from devkit.triton_stats import BatchStats
 
 
 def test_minilm_config_pbtxt(minilm_dir, tmp_path):

@@ -8,8 +8,9 @@ import httpx
 import numpy as np
 import pytest
 import torch
-from hfserve.devtools.processes import http_status
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from devkit.processes import http_status
 
 from .conftest import wait_until
 

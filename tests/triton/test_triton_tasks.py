@@ -10,12 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hfserve.devtools.processes import free_port, http_status
 from hfserve.engine.encoder import EncoderEngine
-from hfserve.transformer.triton_client import TritonClient, TritonRequestError, triton_batch_stats
+from hfserve.transformer.triton_client import TritonClient, TritonRequestError
 from hfserve.triton.local_server import find_triton
 from hfserve.triton.repository import build_repository
 from hfserve.triton.supervisor import TritonProcess, group_pids, shm_segments
+
+from devkit.processes import free_port, http_status
+from devkit.triton_stats import triton_batch_stats
 
 from .conftest import stats_after
 

@@ -3,16 +3,9 @@
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import InputTooLong, InvalidRequest
+
 MAX_TOP_K = 100
-
-
-class InvalidRequest(ValueError):
-    """The client sent something we cannot serve; the message says what (HTTP 400, gRPC INVALID_ARGUMENT)."""
-
-
-class InputTooLong(InvalidRequest):
-    """An input has more tokens than the model accepts and truncation is off; the message names the limit
-    (HTTP 400 on V1, V2 and OpenAI routes, 413 on TEI routes as TEI answers it)."""
 
 
 @dataclass(frozen=True)

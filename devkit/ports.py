@@ -11,7 +11,7 @@ connection may take before the server binds it again (this failed `make test` on
 - a port is handed out only if nothing listens on it now (a bind check).
 
 A server that still finds its port taken (by a program that does not use this helper) is restarted on new ports:
-see `address_in_use` and `devtools.processes.start_with_retries`.
+see `address_in_use` and `devkit.processes.start_with_retries`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The kserve-huggingface-triton runtime locally: the Triton launcher and the transformer, on one address.
 
 `make serve-triton`:
-    python -m hfserve.triton.dev_serve --model_name minilm --model_dir DIR [--bind_address 127.0.0.1]
+    python -m devkit.triton_pair --model_name minilm --model_dir DIR [--bind_address 127.0.0.1]
         [--port 8080] [--triton_http_port 8000] [--triton_grpc_port 8001] [--triton_metrics_port 8002]
         [extra launcher arguments...]
 Like the kubelet in a pod: when Triton or the transformer exits, everything it started is killed and it is started
@@ -32,8 +32,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..devtools.ports import reserve_ports
-from ..devtools.processes import http_status
+from .ports import reserve_ports
+from .processes import http_status
 
 
 @dataclass
@@ -164,7 +164,7 @@ class TritonPair:
 
     def triton_batch_stats(self) -> tuple[int, int]:
         """(execution_count, inference_count) from Triton's statistics: forward passes and texts so far."""
-        from ..transformer.triton_client import triton_batch_stats
+        from .triton_stats import triton_batch_stats
 
         stats = triton_batch_stats(self.triton_http_url, self.model_name)
         return stats.execution_count, stats.inference_count
@@ -204,7 +204,7 @@ class TritonPair:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hfserve.triton.dev_serve",
+    parser = argparse.ArgumentParser(prog="python -m devkit.triton_pair",
                                      description="Run the Triton launcher and the transformer together")
     parser.add_argument("--model_name", default="minilm")
     parser.add_argument("--model_dir", required=True)

@@ -1,7 +1,7 @@
 """Starting and stopping real server processes on loopback, for tests, benchmarks and `make` targets.
 
 Every process starts in its own session (process group) and is stopped by group, so nothing it spawned
-outlives it, even when a test fails half-way. Ports come from `devtools.ports` (reserved, outside the ephemeral
+outlives it, even when a test fails half-way. Ports come from `devkit.ports` (reserved, outside the ephemeral
 range); a server that still finds its port taken raises `PortInUse`, and `start_with_retries` tries new ports.
 """
 
@@ -33,7 +33,7 @@ class PortInUse(RuntimeError):
 
 
 def free_port() -> int:
-    """A reserved loopback port (see devtools.ports); kept under this name for existing callers."""
+    """A reserved loopback port (see devkit.ports); kept under this name for existing callers."""
     return reserve_port()
 
 

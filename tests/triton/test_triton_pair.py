@@ -9,8 +9,9 @@ import time
 import httpx
 import psutil
 import pytest
-from hfserve.devtools.processes import ServerProcess, http_status, start_with_retries
-from hfserve.triton.dev_serve import KubeletBackoff
+
+from devkit.processes import ServerProcess, http_status, start_with_retries
+from devkit.triton_pair import KubeletBackoff
 
 from .conftest import wait_until
 
@@ -30,7 +31,7 @@ def serve_triton(tmp_path, tiny_models):
 
     def start_on(ports):
         http, grpc, t_http, t_grpc, t_metrics = ports
-        command = [sys.executable, "-m", "hfserve.triton.dev_serve", "--model_name", MODEL,
+        command = [sys.executable, "-m", "devkit.triton_pair", "--model_name", MODEL,
                    "--model_dir", str(tiny_models("text_embedding")), "--port", str(http), "--grpc_port", str(grpc),
                    "--triton_http_port", str(t_http), "--triton_grpc_port", str(t_grpc),
                    "--triton_metrics_port", str(t_metrics), "--restart_backoff_s", "1", "--restart_backoff_max_s", "2",

@@ -5,13 +5,13 @@ Each kind is a real transformers architecture with a small config (hidden size 3
 library on a few dozen built-in English sentences. Weights come from a fixed `torch.manual_seed`,
 so building the same kind twice gives identical tensors.
 
-    from hfserve.devtools.tiny_models import KINDS, build_tiny_model
+    from devkit.tiny_models import KINDS, build_tiny_model
     build_tiny_model("sequence_classification", Path("/tmp/tiny-cls"))
 
 Command line:
 
-    python -m hfserve.devtools.tiny_models KIND OUT_DIR
-    python -m hfserve.devtools.tiny_models all ROOT      # every kind into ROOT/KIND
+    python -m devkit.tiny_models KIND OUT_DIR
+    python -m devkit.tiny_models all ROOT      # every kind into ROOT/KIND
 
 Kinds:
     text_embedding           BertModel + sentence-transformers files (mean pooling, Normalize module)
@@ -428,7 +428,7 @@ def build_all(root: Path) -> dict[str, Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m hfserve.devtools.tiny_models",
+        prog="python -m devkit.tiny_models",
         description="Build tiny random-weight Hugging Face checkpoints locally (no hub access).",
     )
     parser.add_argument("kind", choices=[*KINDS, *VARIANTS, "all"], help="kind to build, or 'all' for every kind into OUT_DIR/KIND")
