@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import InputTooLong, InvalidRequest
+from ..errors import InputTooLong, InvalidRequest  # noqa: F401 - re-exported for existing imports
 
 MAX_TOP_K = 100
 
