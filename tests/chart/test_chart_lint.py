@@ -1,5 +1,5 @@
-"""`helm lint --strict` through Helm's own Go SDK (PyPI helm-python-sdk), with default and
-non-default values, and the schema's error messages for bad values."""
+"""`helm lint --strict` through Helm's own Go SDK (PyPI helm-python-sdk), with the values of every
+ci/*-values.yaml scenario, and the schema's error messages for bad values."""
 
 from __future__ import annotations
 
@@ -7,15 +7,9 @@ import helm_python
 import pytest
 
 from .chartlib import CHART, render
+from .kserve_matrix import scenarios
 
-VALUE_SETS = {
-    "defaults": None,
-    "gpu": {"huggingface": {"gpu": 1, "args": {"dtype": "float16"}}, "triton": {"server": {"gpu": 2}}},
-    "huggingface-only": {"triton": {"enabled": False}},
-    "triton-only": {"huggingface": {"enabled": False}},
-    "nothing": {"huggingface": {"enabled": False}, "triton": {"enabled": False}},
-    "model-mount": {"triton": {"tokenizerSource": "modelMount"}},
-}
+SCENARIOS = {s.name: s.values or None for s in scenarios()}
 
 
 def _problems(report: dict) -> list[str]:
@@ -23,9 +17,9 @@ def _problems(report: dict) -> list[str]:
     return [f"{m['path']}: {m['error']}" for m in report["messages"] if m["severity"] >= 2] + report["errors"]
 
 
-@pytest.mark.parametrize("name", list(VALUE_SETS))
+@pytest.mark.parametrize("name", list(SCENARIOS))
 def test_lint_strict(name):
-    report = helm_python.lint(str(CHART), VALUE_SETS[name], strict=True)
+    report = helm_python.lint(str(CHART), SCENARIOS[name], strict=True)
     assert report["total_charts_linted"] == 1
     assert _problems(report) == []
 

@@ -1,25 +1,30 @@
-"""Render the chart with the real Helm engine under a matrix of values and check every object:
+"""Render the chart with the real Helm engine under every ci/*-values.yaml scenario and check every object:
 against the kserve package's generated models (walked field by field), the pod template with
 kubernetes-validate --strict, and the rules KServe/Knative impose on multi-container runtimes."""
 
 from __future__ import annotations
 
+import helm_python
 import kubernetes_validate
 import pytest
 
 from .chartlib import CHART, arg_value, by_kind, container, render, runtime_as_pod, validate_model, validate_object
-from .test_chart_lint import VALUE_SETS
+from .kserve_matrix import scenarios
+from .test_chart_lint import _problems
 
 K8S_VERSION = "1.30.0"
 HF, TRITON = "kserve-huggingface", "kserve-huggingface-triton"
 
 
+SCENARIOS = {s.name: s.values or None for s in scenarios()}
+
+
 @pytest.fixture(scope="module")
 def rendered():
-    return {name: render(values) for name, values in VALUE_SETS.items()}
+    return {name: render(values) for name, values in SCENARIOS.items()}
 
 
-@pytest.mark.parametrize("name", list(VALUE_SETS))
+@pytest.mark.parametrize("name", list(SCENARIOS))
 def test_every_object_validates_against_the_generated_models(rendered, name):
     objects = rendered[name]
     assert {o["kind"] for o in objects} <= {"ClusterServingRuntime"}
@@ -27,7 +32,7 @@ def test_every_object_validates_against_the_generated_models(rendered, name):
         assert validate_object(obj) == []
 
 
-@pytest.mark.parametrize("name", list(VALUE_SETS))
+@pytest.mark.parametrize("name", list(SCENARIOS))
 def test_pod_templates_validate_with_kubernetes_validate_strict(rendered, name):
     for obj in rendered[name]:
         kubernetes_validate.validate(runtime_as_pod(obj), K8S_VERSION, strict=True)
@@ -134,14 +139,17 @@ def test_gpu(rendered):
     assert hf["resources"]["requests"]["nvidia.com/gpu"] == "1"
     assert arg_value(hf["args"], "--dtype") == "float16"
     triton = container(runtimes[TRITON], "kserve-container")
-    assert triton["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert triton["resources"]["limits"]["nvidia.com/gpu"] == str(SCENARIOS["gpu"]["triton"]["server"]["gpu"])
+    assert arg_value(triton["args"], "--dtype") == "float16"
     transformer = container(runtimes[TRITON], "transformer-container")
     assert "nvidia.com/gpu" not in transformer["resources"]["limits"]
 
 
-@pytest.mark.parametrize("which,present", [("huggingface-only", {HF}), ("triton-only", {TRITON}), ("nothing", set())])
-def test_runtimes_can_be_turned_off(rendered, which, present):
-    assert set(by_kind(rendered[which], "ClusterServingRuntime")) == present
+@pytest.mark.parametrize("off,present", [(["triton"], {HF}), (["huggingface"], {TRITON}), (["huggingface", "triton"], set())])
+def test_runtimes_can_be_turned_off(off, present):
+    values = {name: {"enabled": False} for name in off}
+    assert set(by_kind(render(values), "ClusterServingRuntime")) == present
+    assert _problems(helm_python.lint(str(CHART), values, strict=True)) == []
 
 
 def test_custom_images_and_knobs():

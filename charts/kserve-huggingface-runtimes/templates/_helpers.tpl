@@ -281,3 +281,61 @@ Usage: include "hfr.modelFormat" (dict "rt" .Values.huggingface "key" "huggingfa
 {{- fail "huggingface.priority and triton.priority are equal: KServe's webhook refuses two auto-selected runtimes of one format with the same priority" -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+Everything of a ClusterServingRuntime before its containers, the same for both runtimes: metadata
+(labels, annotations), supported format, protocols, pod annotations/labels, scheduling and pull
+secrets. exposed and metrics are those of the container that declares the serving port.
+Usage: include "hfr.runtimeHeader" (dict "rt" .Values.huggingface "key" "huggingface"
+         "component" "huggingface-runtime" "exposed" .Values.huggingface.exposedPort
+         "metrics" .Values.huggingface.metrics "root" $)
+*/}}
+{{- define "hfr.runtimeHeader" -}}
+{{- $rt := .rt -}}
+{{- $root := .root -}}
+apiVersion: serving.kserve.io/v1alpha1
+kind: ClusterServingRuntime
+metadata:
+  name: {{ $rt.name }}
+  labels:
+    {{- include "hfr.labels" $root | trim | nindent 4 }}
+    app.kubernetes.io/component: {{ .component }}
+    {{- with $rt.labels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  {{- with (include "hfr.objectAnnotations" (dict "extra" $rt.annotations "root" $root)) }}
+  annotations:
+    {{- . | nindent 4 }}
+  {{- end }}
+spec:
+  {{- if $rt.disabled }}
+  disabled: true
+  {{- end }}
+  supportedModelFormats:
+    {{- include "hfr.modelFormat" (dict "rt" $rt "key" .key "root" $root) | nindent 4 }}
+  protocolVersions:
+    {{- include "hfr.protocols" (dict "explicit" $rt.protocolVersions "exposed" .exposed) | nindent 4 }}
+  {{- with (include "hfr.podAnnotations" (dict "extra" $rt.podAnnotations "metrics" .metrics)) }}
+  annotations:
+    {{- . | nindent 4 }}
+  {{- end }}
+  {{- with $rt.podLabels }}
+  labels:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $rt.nodeSelector }}
+  nodeSelector:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $rt.tolerations }}
+  tolerations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $rt.affinity }}
+  affinity:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with (include "hfr.imagePullSecrets" $root | trim) }}
+  {{- . | nindent 2 }}
+  {{- end }}
+{{- end -}}
