@@ -1,7 +1,9 @@
 """Rolling updates: on SIGTERM the runtime reports not-ready at once, keeps serving for --drain_delay_s (while
 Kubernetes takes the pod out of its endpoints), then refuses new connections while requests in flight finish."""
 
+import json
 import signal
+import socket
 import threading
 import time
 
@@ -93,3 +95,64 @@ def test_sigterm_under_load_loses_no_request(server):
     # after the delay: served, or refused at connect time; nothing else (no reset, no 5xx)
     assert {o[2] for o in outcomes} <= {"200", "ConnectError"}, sorted({o[2] for o in outcomes})
     assert stopped_at - sigterm_at >= DELAY_S
+
+
+def _refused(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+        return False
+    except OSError:
+        return True
+
+
+@pytest.mark.timeout(600)
+def test_keep_alive_clients_are_told_to_leave_and_a_just_accepted_connection_is_answered(server):
+    """Two drain races, made deterministic: a pooled keep-alive client is sent `connection: close` from SIGTERM on,
+    and a connection accepted just before the listener closes still gets an answer to the request it sends after."""
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    port = int(port)
+    keep_alive: list[tuple[float, str, str]] = []  # (start, outcome, connection header)
+    stop = threading.Event()
+
+    def pooled() -> None:
+        with httpx.Client(timeout=60) as http:
+            while not stop.is_set():
+                start = time.monotonic()
+                try:
+                    response = http.post(f"{server.url}/v1/models/{MODEL}:predict", json=LIGHT)
+                    keep_alive.append((start, str(response.status_code), response.headers.get("connection", "")))
+                except httpx.HTTPError as exc:
+                    keep_alive.append((start, type(exc).__name__, ""))
+                time.sleep(0.05)
+
+    client = threading.Thread(target=pooled, daemon=True)
+    client.start()
+    deadline = time.monotonic() + 60
+    while len(keep_alive) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sigterm_at = time.monotonic()
+    server.server.signal(signal.SIGTERM)
+    delay_end = sigterm_at + DELAY_S
+    time.sleep(max(0.0, delay_end - 0.6 - time.monotonic()))
+    stop.set()  # the pooled client stops before the listener closes: what it must see is `connection: close`
+    client.join(70)
+    time.sleep(max(0.0, delay_end - 0.3 - time.monotonic()))
+    early = socket.create_connection((host, port), timeout=5)  # accepted while the server still accepts
+    try:
+        while not _refused(host, port):
+            assert time.monotonic() < delay_end + 30, "the listener never closed"
+            time.sleep(0.02)
+        body = json.dumps(LIGHT).encode()
+        early.sendall(f"POST /v1/models/{MODEL}:predict HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n"
+                      f"content-length: {len(body)}\r\n\r\n".encode() + body)
+        early.settimeout(30)
+        answer = b""
+        while chunk := early.recv(65536):
+            answer += chunk
+    finally:
+        early.close()
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert server.server.process.wait(60) == 0, server.server.log_tail()
+    before, after = [k for k in keep_alive if k[0] < sigterm_at], [k for k in keep_alive if k[0] > sigterm_at + 0.2]
+    assert before and all(k[1] == "200" and k[2] != "close" for k in before), before
+    assert after and all(k[1] == "200" and k[2] == "close" for k in after), after

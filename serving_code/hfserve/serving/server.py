@@ -19,7 +19,7 @@ from kserve.protocol.rest.server import RESTServer
 
 from ..tasks.params import InvalidRequest
 from .compat import V2JsonContentType
-from .drain import DrainingServer, DrainState
+from .drain import CloseWhenDraining, DrainingServer, DrainState
 from .errors import PredictorUnavailable, install_error_handlers
 from .exposure import NoRepositoryServicer, drop_repository_routes, version_not_supported_handler
 from .limits import BodySizeLimit
@@ -56,6 +56,7 @@ class _RESTServer(RESTServer):
         app.add_middleware(BodySizeLimit, max_bytes=self._max_request_bytes)
         for middleware, options in self._middlewares:  # added last: outermost (serving/controls.py)
             app.add_middleware(middleware, **options)
+        app.add_middleware(CloseWhenDraining, drain=self._server.drain)  # even a refused request says close
 
     def _add_exception_handlers(self, app: FastAPI):
         super()._add_exception_handlers(app)
