@@ -14,6 +14,12 @@ class InvalidRequest(ServingError, ValueError):
     kind = "invalid_request"
 
 
+class InvalidJSON(InvalidRequest):
+    """The request body is not plain, finite UTF-8 JSON (serving/body.py says what is wrong with it)."""
+
+    kind = "invalid_json"
+
+
 class InputTooLong(InvalidRequest):
     """An input has more tokens than the model accepts and truncation is off; the message names the limit
     (HTTP 400 on V1, V2 and OpenAI routes, 413 on TEI routes as TEI answers it)."""
@@ -51,4 +57,5 @@ class Unavailable(ServingError):
     kind = "unavailable"
 
 
-PredictorUnavailable = Unavailable
+PredictorUnavailable = Unavailable  # old names, kept for existing imports
+Unhealthy = Unavailable

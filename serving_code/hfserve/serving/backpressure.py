@@ -11,14 +11,9 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .error_shapes import body as error_body
+
 RETRY_AFTER_S = 1
-
-
-def overloaded_body(path: str, limit: int) -> dict:
-    message = f"the server is at its limit of {limit} concurrent requests; retry after {RETRY_AFTER_S} s"
-    if path.startswith("/openai/"):
-        return {"error": {"message": message, "type": "overloaded", "code": 429}}
-    return {"error": message, "error_type": "overloaded"}
 
 
 class ConcurrencyLimit:
@@ -43,8 +38,10 @@ class ConcurrencyLimit:
             self.in_flight -= 1
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
-        body = json.dumps(overloaded_body(scope["path"], self.max_concurrent)).encode()
-        start: Message = {"type": "http.response.start", "status": 429, "headers": [
+        message = f"the server is at its limit of {self.max_concurrent} concurrent requests; retry after {RETRY_AFTER_S} s"
+        status, content = error_body("overloaded", message, scope["path"])
+        body = json.dumps(content).encode()
+        start: Message = {"type": "http.response.start", "status": status, "headers": [
             (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
             (b"retry-after", str(RETRY_AFTER_S).encode())]}
         await send(start)

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from ..errors import InvalidRequest
+from ..errors import InvalidJSON, InvalidRequest
 
 MAX_JSON_DEPTH = 64  # arrays/objects inside one another; real requests nest 2-5 deep
 
@@ -32,21 +32,26 @@ _decoder = json.JSONDecoder(parse_constant=_no_constants, parse_float=_finite_fl
 
 
 def loads(raw: bytes | bytearray | memoryview | str) -> Any:
-    """Strictly parse a whole JSON document."""
-    if not isinstance(raw, str):
-        try:
-            raw = bytes(raw).decode("utf-8")
-        except UnicodeDecodeError:
-            raise InvalidRequest("the request body is not valid UTF-8") from None
+    """Strictly parse a whole JSON document; InvalidJSON (a kind of InvalidRequest) says what is wrong."""
     try:
-        value = _decoder.decode(raw)
-    except InvalidRequest:
+        if not isinstance(raw, str):
+            try:
+                raw = bytes(raw).decode("utf-8")
+            except UnicodeDecodeError:
+                raise InvalidRequest("the request body is not valid UTF-8") from None
+        try:
+            value = _decoder.decode(raw)
+        except RecursionError:
+            raise InvalidRequest(f"the request body nests deeper than {MAX_JSON_DEPTH} levels") from None
+        except InvalidRequest:
+            raise
+        except ValueError as error:  # JSONDecodeError, and int() past its digit limit
+            raise InvalidRequest(f"the request body is not valid JSON: {_short(error)}") from None
+        check_value(value)
+    except InvalidJSON:
         raise
-    except RecursionError:
-        raise InvalidRequest(f"the request body nests deeper than {MAX_JSON_DEPTH} levels") from None
-    except ValueError as error:  # JSONDecodeError, and int() past its digit limit
-        raise InvalidRequest(f"the request body is not valid JSON: {_short(error)}") from None
-    check_value(value)
+    except InvalidRequest as error:
+        raise InvalidJSON(str(error)) from None
     return value
 
 

@@ -6,13 +6,10 @@ applied the same way as on V1 / V2. Inputs that do not fit the served task raise
 cannot take raise InvalidRequest (InputTooLong when over the token limit with truncation off).
 """
 
+from ..errors import WrongTask
 from ..tasks import PAIR_TASKS, Task
 from ..tasks.handlers import label_scores, relevance_score
 from ..tasks.params import InvalidRequest, RequestParams
-
-
-class WrongTask(InvalidRequest):
-    """The request asks for something the served task does not do (e.g. embeddings from a classifier)."""
 
 
 class EncoderOperations:

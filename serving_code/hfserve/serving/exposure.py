@@ -1,14 +1,12 @@
 """What the serving ports expose. kserve registers model-repository routes (load/unload) on the serving ports,
 unauthenticated: one request could unload the model while readiness stayed true. They are off unless
 --enable_repository_routes is given (docs/routes.md lists every route and why it is there).
+A model version in the path is a 400 that says versions are not supported (serving/error_shapes.py).
 """
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from grpc import StatusCode
 from kserve.protocol.grpc.servicer import InferenceServicer
-
-from .errors import error_body
 
 REPOSITORY_PREFIX = "/v2/repository"
 VERSIONED = "/versions/"
@@ -38,13 +36,3 @@ class NoRepositoryServicer(InferenceServicer):
 
     async def RepositoryModelUnload(self, request, context):  # noqa: N802
         await context.abort(StatusCode.UNIMPLEMENTED, "the model repository API is disabled on this server")
-
-
-async def version_not_supported_handler(request: Request, error: NotImplementedError) -> JSONResponse:
-    """kserve raises NotImplementedError ("Model versioning not supported yet") for a model version (in the path or
-    the model_version query parameter): a request this server cannot serve, a client error (400), not a server
-    fault (501)."""
-    if VERSIONED in request.url.path or "model_version" in request.query_params or "version" in str(error).lower():
-        return JSONResponse(status_code=400, content=error_body(
-            "model versions are not supported: send the request to the model without /versions/<version>"))
-    return JSONResponse(status_code=501, content=error_body(str(error) or "not implemented"))

@@ -1,12 +1,11 @@
-"""Request size limits, enforced before a body is parsed (HTTP 413 with a JSON error)."""
+"""Request size limits, enforced before a body is parsed (HTTP 413, a JSON error in the route family's shape)."""
 
 import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-
-class BodyTooLarge(Exception):
-    pass
+from ..errors import BodyTooLarge
+from .error_shapes import body as error_body
 
 
 class BodySizeLimit:
@@ -22,7 +21,7 @@ class BodySizeLimit:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
+            await self._refuse(scope, send)
             return
         received = 0
         started = False
@@ -33,7 +32,7 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise BodyTooLarge()
+                    raise BodyTooLarge(self._message())
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -46,10 +45,14 @@ class BodySizeLimit:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await self._refuse(send)
+                await self._refuse(scope, send)
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps({"error": f"request body is larger than the limit of {self.max_bytes} bytes"}).encode()
-        await send({"type": "http.response.start", "status": 413,
+    def _message(self) -> str:
+        return f"request body is larger than the limit of {self.max_bytes} bytes"
+
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        status, content = error_body("body_too_large", self._message(), scope["path"])
+        body = json.dumps(content).encode()
+        await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})

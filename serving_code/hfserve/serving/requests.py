@@ -1,6 +1,5 @@
 """Turning V1 and V2 request bodies into (texts, parameters), with a clear 4xx message for anything off."""
 
-import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,6 +8,7 @@ import numpy as np
 from kserve import InferRequest
 
 from ..tasks.params import InvalidRequest, RequestParams
+from .body import MAX_JSON_DEPTH, check_text, loads
 
 TEXT_INPUT = "text"
 PAIR_INPUT = "text_pair"  # second text of each pair (cross-encoders, pair classifiers)
@@ -39,10 +39,7 @@ class ParsedRequest:
 def parse_request(payload: Any, max_items: int) -> ParsedRequest:
     if isinstance(payload, (bytes, str)):
         # kserve hands over bodies sent without a JSON content type (e.g. `curl -d`) undecoded.
-        try:
-            payload = json.loads(payload)
-        except (ValueError, UnicodeDecodeError):
-            raise InvalidRequest("the request body is not valid JSON") from None
+        payload = loads(payload)
     if isinstance(payload, InferRequest):
         return parse_v2(payload, max_items)
     if isinstance(payload, dict):
@@ -110,18 +107,33 @@ def _v2_texts(tensor) -> list[str]:
 def _v2_items(tensor) -> list:
     data = tensor.data
     if data is None or (isinstance(data, list) and not data and getattr(tensor, "_raw_data", None)):
-        return list(tensor.as_numpy().reshape(-1))
+        try:  # binary tensors (REST extension, gRPC raw_input_contents): kserve unpacks them here
+            return list(tensor.as_numpy().reshape(-1))
+        except Exception as error:  # noqa: BLE001 - truncated or mis-shaped bytes: struct.error, ValueError, ...
+            raise InvalidRequest(f"input '{tensor.name}' binary data does not match its datatype and shape "
+                                 f"{list(tensor.shape or [])}: {error}") from None
     if isinstance(data, np.ndarray):
         return list(data.reshape(-1))
     if not isinstance(data, list):
         raise InvalidRequest(f"input '{tensor.name}' data must be a list of strings")
-    return _flatten(data)
+    return _flatten(data, tensor.name)
 
 
-def _flatten(items: list) -> list:
+def _flatten(items: list, name: str) -> list:
+    """Nested lists in order, without recursion (a client decides how deep they go)."""
     flat = []
-    for item in items:
-        flat.extend(_flatten(item) if isinstance(item, list) else [item])
+    stack = [(iter(items), 1)]
+    while stack:
+        level, depth = stack[-1]
+        item = next(level, stack)
+        if item is stack:
+            stack.pop()
+        elif isinstance(item, list):
+            if depth >= MAX_JSON_DEPTH:
+                raise InvalidRequest(f"input '{name}' data nests deeper than {MAX_JSON_DEPTH} levels")
+            stack.append((iter(item), depth + 1))
+        else:
+            flat.append(item)
     return flat
 
 
@@ -155,3 +167,7 @@ def check_texts(texts: list, max_items: int) -> None:
         raise InvalidRequest("the request has no texts; send at least one")
     if len(texts) > max_items:
         raise InvalidRequest(f"the request has {len(texts)} texts; at most {max_items} are allowed per request")
+    for index, text in enumerate(texts):
+        for part in text if isinstance(text, tuple) else (text,):
+            if isinstance(part, str):
+                check_text(part, f"text {index}")

@@ -9,7 +9,10 @@ from collections.abc import Callable
 import kserve.model_server as kserve_model_server
 from fastapi import APIRouter, FastAPI
 from grpc import StatusCode, aio
+from grpc_interceptor.exceptions import GrpcException
 from kserve import ModelServer
+from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
+from kserve.errors import InvalidInput
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
 from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor, LoggingInterceptor
@@ -17,11 +20,12 @@ from kserve.protocol.grpc.server import GRPCServer
 from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.rest.server import RESTServer
 
-from ..tasks.params import InvalidRequest
+from ..errors import InvalidRequest
 from .compat import V2JsonContentType
 from .drain import CloseWhenDraining, DrainingServer, DrainState
-from .errors import PredictorUnavailable, install_error_handlers
-from .exposure import NoRepositoryServicer, drop_repository_routes, version_not_supported_handler
+from .error_shapes import grpc_status, log
+from .errors import install_error_handlers
+from .exposure import NoRepositoryServicer, drop_repository_routes
 from .limits import BodySizeLimit
 
 RouterFactory = Callable[[kserve_model_server.ModelRepository], APIRouter]
@@ -61,19 +65,18 @@ class _RESTServer(RESTServer):
     def _add_exception_handlers(self, app: FastAPI):
         super()._add_exception_handlers(app)
         install_error_handlers(app)
-        app.add_exception_handler(NotImplementedError, version_not_supported_handler)
 
 
 class _ExceptionToStatus(ExceptionToStatusInterceptor):
-    """kserve's mapping, plus ours: an unavailable predictor is UNAVAILABLE, a bad request INVALID_ARGUMENT."""
+    """The same kinds as HTTP (serving/error_shapes.py), each one log line without a traceback unless internal."""
 
     async def handle_exception(self, ex, request_or_iterator, context, method_name):
-        if isinstance(ex, PredictorUnavailable):
-            await context.abort(StatusCode.UNAVAILABLE, str(ex))
-        elif isinstance(ex, InvalidRequest):
-            await context.abort(StatusCode.INVALID_ARGUMENT, str(ex))
-        else:
+        if isinstance(ex, GrpcException):
             await super().handle_exception(ex, request_or_iterator, context, method_name)
+            return
+        code, message = grpc_status(ex)
+        log(ex, "gRPC", method_name, code.value[0], "internal" if code == StatusCode.INTERNAL else code.name)
+        await context.abort(code, message)
 
 
 class _PredictorAwareDataPlane(DataPlane):
@@ -85,6 +88,23 @@ class _PredictorAwareDataPlane(DataPlane):
 
     drain = DrainState(0.0)              # replaced by the server's; draining: the pod should leave the endpoints
     served_models: tuple[str, ...] = ()  # every model this server was started with must be there and ready
+
+    def decode_inference_request(self, body, headers, model_name):
+        """kserve's decoding of the V2 binary-tensor extension indexes, unpacks and reshapes unguarded: a
+        malformed body (a wrong Inference-Header-Content-Length, truncated tensors) is a client error, not a 500."""
+        if not isinstance(body, bytes):
+            return super().decode_inference_request(body, headers, model_name)
+        declared = headers.get(INFERENCE_CONTENT_LENGTH_HEADER)
+        if declared is not None and not (declared.strip().isdigit() and int(declared) <= len(body)):
+            raise InvalidRequest(f"{INFERENCE_CONTENT_LENGTH_HEADER} is {declared[:40]!r}; it must be the length "
+                                 f"of the JSON header, at most the body's {len(body)} bytes")
+        try:
+            return super().decode_inference_request(body, headers, model_name)
+        except (InvalidRequest, InvalidInput):
+            raise
+        except Exception as error:  # noqa: BLE001 - KeyError, TypeError, ValueError, struct.error on bad input
+            raise InvalidRequest(f"malformed binary inference request: {type(error).__name__}: {error}"[:300]) \
+                from None
 
     async def ready(self) -> bool:
         if self.drain.draining:

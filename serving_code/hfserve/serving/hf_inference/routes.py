@@ -1,7 +1,6 @@
 """The router: `POST /` (the Inference API task route, dispatched by the served task; TGI's compatible route for
 generative models), `POST /generate` and `POST /generate_stream` (TGI)."""
 
-import json
 from http import HTTPStatus
 from typing import Any
 
@@ -9,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from ...tasks.params import InvalidRequest
+from ..body import read_json
 from . import tgi
 from .encoder_tasks import EncoderTasks
 from .errors import HFError, validation
@@ -100,11 +100,10 @@ class HFInferenceRoutes:
 
 
 async def _json_body(request: Request) -> Any:
-    raw = await request.body()
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise HFError("the request body is not valid JSON", HTTPStatus.BAD_REQUEST) from None
+        return await read_json(request)
+    except InvalidRequest as error:
+        raise HFError(str(error), HTTPStatus.BAD_REQUEST) from None
 
 
 def _without(body: Any, *keys: str) -> Any:
