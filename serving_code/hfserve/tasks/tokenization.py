@@ -15,7 +15,11 @@ _NO_LIMIT = 1_000_000
 
 # One input: a text, or a (text, text_pair) pair that is tokenized together (cross-encoders, NLI).
 TextInput = str | tuple[str, str]
-TRUNCATION_DIRECTIONS = ("right", "left")
+
+# A text that will be truncated is cut to this many characters per token of max_length before it is tokenized, so
+# the cost of a request is bounded by the limit, not by the body: 1 MiB of "." tokenized in full takes seconds on
+# the event loop. The cut is checked (see TextEncoder._precut_is_exact) and undone where it could change the ids.
+PRECUT_CHARS_PER_TOKEN = 16
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,9 @@ class TextEncoder:
                direction: str = "right") -> list[EncodedText]:
         """Token ids per text (or pair). With truncate=False an input over max_length raises InputTooLong."""
         backend = self.backend(truncate, direction) if self._backend is not None else None
-        if backend is not None:
+        if backend is not None and truncate:
+            encoded = self._encode_precut(backend, texts, direction)
+        elif backend is not None:
             encoded = self._encode_with_backend(backend, texts)
         else:
             encoded = self._encode_with_transformers(texts, with_offsets, truncate, direction)
@@ -117,6 +123,40 @@ class TextEncoder:
             EncodedText(input_ids=e.ids, token_type_ids=e.type_ids if with_types else None, offsets=e.offsets)
             for e in backend.encode_batch(texts, add_special_tokens=self.options.add_special_tokens)
         ]
+
+    def _encode_precut(self, backend, texts: list[TextInput], direction: str) -> list[EncodedText]:
+        """Truncating encode of texts cut to PRECUT_CHARS_PER_TOKEN * max_length characters first (pairs are not
+        cut). A cut text is encoded again in full unless the cut provably left its kept tokens as they were."""
+        limit = PRECUT_CHARS_PER_TOKEN * self.max_length
+        cut = [_cut(t, limit, direction) for t in texts]
+        encoded = self._encode_with_backend(backend, cut)
+        for i, (c, t, e) in enumerate(zip(cut, texts, encoded)):
+            if c is t:
+                continue
+            if not self._precut_is_exact(backend, c, e, direction):
+                encoded[i] = self._encode_with_backend(backend, [t])[0]
+            elif direction == "left" and e.offsets:  # offsets into the kept tail: shift them to the whole text
+                shift = len(t) - len(c)
+                e.offsets = [(a + shift, b + shift) if b > 0 else (a, b) for a, b in e.offsets]
+        return encoded
+
+    def _precut_is_exact(self, backend, cut: str, encoded: EncodedText, direction: str) -> bool:
+        """The kept tokens are the full text's when the encoding was truncated (max_length tokens) and a word
+        boundary lies between the last kept token and the cut: tokenizers split the normalized text into words
+        before anything else and tokenize each word alone, so what lies beyond a boundary cannot change the
+        tokens before it."""
+        if len(encoded) < self.max_length or not encoded.offsets:
+            return False
+        spans = [(a, b) for a, b in encoded.offsets if b > a]  # special tokens have empty spans
+        if not spans:
+            return False
+        between = cut[max(b for _, b in spans):] if direction == "right" else cut[:min(a for a, _ in spans)]
+        if any(ch.isspace() for ch in between):
+            return True
+        if backend.pre_tokenizer is None or not between:
+            return False
+        normalized = backend.normalizer.normalize_str(between) if backend.normalizer is not None else between
+        return len(backend.pre_tokenizer.pre_tokenize_str(normalized)) >= 2
 
     def _encode_with_transformers(self, texts: list[TextInput], with_offsets: bool, truncate: bool,
                                   direction: str) -> list[EncodedText]:
@@ -157,6 +197,12 @@ class TextEncoder:
     def pad(self, encoded: list[EncodedText]) -> dict[str, np.ndarray]:
         """Right-pads a group of texts to its longest member: the model inputs, int64 [batch, length]."""
         return pad_encoded(encoded, self.pad_id, self.input_names)
+
+
+def _cut(text: TextInput, limit: int, direction: str) -> TextInput:
+    if not isinstance(text, str) or len(text) <= limit:
+        return text
+    return text[:limit] if direction == "right" else text[-limit:]
 
 
 def _rust_backend(tokenizer: PreTrainedTokenizerBase, max_length: int | None, direction: str = "right"):
