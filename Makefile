@@ -114,20 +114,21 @@ REVISION ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 # docker when its daemon answers, else podman, else docker (to report the error)
 CONTAINER_ENGINE ?= $(shell if docker info >/dev/null 2>&1; then echo docker; elif command -v podman >/dev/null 2>&1; then echo podman; elif command -v docker >/dev/null 2>&1; then echo docker; fi)
 IMAGE_BUILD_ARGS ?=
-# IMAGE_BASES=local (default): FROM the local Debian base (`make base-image`), pip installs only from
-# images/wheelhouse (`make wheelhouse`, CPU torch), no network during the build. IMAGE_BASES=upstream:
-# the Dockerfiles' defaults (python:slim, NVIDIA's tritonserver, PyPI), as the release workflow builds.
+# IMAGE_BASES=local (default): every target FROM the local Debian base (`make base-image`), pip installs only
+# from images/wheelhouse (`make wheelhouse`, CPU torch), no network during the build. IMAGE_BASES=upstream:
+# python:slim (images/Dockerfile's BASE), TRITON_BASE for the triton target, PyPI, as the release builds.
 IMAGE_BASES ?= local
+TRITON_BASE ?= nvcr.io/nvidia/tritonserver:24.10-py3
 BASE_IMAGE ?= localhost/hfserve-base:bookworm-$(shell cat images/base/build-base.sh | sha256sum | cut -c1-12)
-LOCAL_IMAGE_ARGS = --network=none --build-arg PYTHON_IMAGE=$(BASE_IMAGE) --build-arg TRITON_IMAGE=$(BASE_IMAGE) --build-arg PIP_NO_INDEX=1
-IMAGE_BUILD = $(if $(filter podman,$(CONTAINER_ENGINE)),$(SUDO))$(CONTAINER_ENGINE) build --build-arg VERSION=$(IMAGE_TAG) --build-arg REVISION=$(REVISION) $(if $(filter local,$(IMAGE_BASES)),$(LOCAL_IMAGE_ARGS)) $(IMAGE_BUILD_ARGS)
+LOCAL_IMAGE_ARGS = --network=none --build-arg BASE=$(BASE_IMAGE) --build-arg PIP_NO_INDEX=1
+IMAGE_BUILD = $(if $(filter podman,$(CONTAINER_ENGINE)),$(SUDO))$(CONTAINER_ENGINE) build --build-arg VERSION=$(IMAGE_TAG) --build-arg REVISION=$(REVISION) $(if $(filter local,$(IMAGE_BASES)),$(LOCAL_IMAGE_ARGS)) $(IMAGE_BUILD_ARGS) -f images/Dockerfile
 # Rootful podman and debootstrap: root, or sudo where make runs as another user (a CI runner).
 SUDO ?= $(if $(filter 0,$(shell id -u)),,sudo -E )
 # podman on sandboxed machines: rlimits and OCI runtime that let containers start (images/podman/containers-conf.sh)
 PODMAN_CONF := $(CURDIR)/build/containers.conf
 
 .PHONY: chart-lint chart-test images base-image wheelhouse podman-conf pod-test release-dry-run cluster-test
-chart-lint: $(STAMP) ## helm lint --strict (Helm's Go SDK), values-schema checks, hadolint on images/*/Dockerfile
+chart-lint: $(STAMP) ## helm lint --strict (Helm's Go SDK), values-schema checks, hadolint on images/Dockerfile
 	$(PY) -m pytest -q tests/chart/test_chart_lint.py tests/chart/test_chart_images.py
 
 chart-test: $(STAMP) ## Chart tests without a cluster: lint, render matrix, model validation, pod emulation of both runtimes
@@ -135,9 +136,9 @@ chart-test: $(STAMP) ## Chart tests without a cluster: lint, render matrix, mode
 
 images: $(if $(filter local,$(IMAGE_BASES)),base-image wheelhouse) ## Build the three images (docker or podman) on the local Debian base, tagged as the chart's defaults
 	@test -n "$(CONTAINER_ENGINE)" || { echo "neither docker nor podman found (set CONTAINER_ENGINE)" >&2; exit 1; }
-	$(IMAGE_BUILD) -f images/huggingface/Dockerfile -t $(IMAGE_PREFIX)/huggingface-runtime:$(IMAGE_TAG) .
-	$(IMAGE_BUILD) -f images/transformer/Dockerfile -t $(IMAGE_PREFIX)/transformer:$(IMAGE_TAG) .
-	$(IMAGE_BUILD) -f images/triton/Dockerfile -t $(IMAGE_PREFIX)/triton:$(IMAGE_TAG) .
+	$(IMAGE_BUILD) --target huggingface -t $(IMAGE_PREFIX)/huggingface-runtime:$(IMAGE_TAG) .
+	$(IMAGE_BUILD) --target transformer -t $(IMAGE_PREFIX)/transformer:$(IMAGE_TAG) .
+	$(IMAGE_BUILD) --target triton $(if $(filter local,$(IMAGE_BASES)),,--build-arg BASE=$(TRITON_BASE)) -t $(IMAGE_PREFIX)/triton:$(IMAGE_TAG) .
 
 cluster-test: $(STAMP) ## On KUBECONFIG's cluster: install the chart, apply the examples, query them (fails without a cluster)
 	HFSERVE_CLUSTER_TESTS=required $(PY) -m pytest -q -rs tests/chart/test_chart_cluster.py
