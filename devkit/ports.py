@@ -8,7 +8,9 @@ connection may take before the server binds it again (this failed `make test` on
 - each port is reserved with an exclusive `flock` on a lock file shared by every process on this machine, held
   until `release` or until this process exits, so no other test of this run, and no other pytest or benchmark
   running beside it, is handed the same port;
-- a port is handed out only if nothing listens on it now (a bind check).
+- a port is handed out only if nothing listens on it now (a bind check);
+- the lock directory is 1777 and every lock file 0666, so that a run as another user (root under `make pod-test`,
+  then a developer's own) can use them; a lock file it cannot open counts as a taken port.
 
 A server that still finds its port taken (by a program that does not use this helper) is restarted on new ports:
 see `address_in_use` and `devkit.processes.start_with_retries`.
@@ -16,11 +18,13 @@ see `address_in_use` and `devkit.processes.start_with_retries`.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import random
 import re
 import socket
+import stat
 import tempfile
 import threading
 from pathlib import Path
@@ -69,9 +73,62 @@ def _can_bind(port: int) -> bool:
     return True
 
 
+def _usable(directory: Path) -> bool:
+    """Create `directory` for every user (1777, like /tmp) unless it exists; whether this user can add files."""
+    try:
+        directory.mkdir(parents=True)
+        os.chmod(directory, 0o1777)  # mkdir's mode is cut by the umask
+    except FileExistsError:
+        with contextlib.suppress(OSError):
+            info = directory.stat()
+            if info.st_uid == os.getuid() and stat.S_IMODE(info.st_mode) != 0o1777:
+                os.chmod(directory, 0o1777)  # one this user made before: open it to everyone now
+    except OSError:
+        return False
+    return os.access(directory, os.W_OK | os.X_OK)
+
+
+def lock_dir() -> Path:
+    """LOCK_DIR; a per-user directory beside it where another user created LOCK_DIR for itself only (before
+    it was made 1777, e.g. by a `make pod-test` under sudo)."""
+    if _usable(LOCK_DIR):
+        return LOCK_DIR
+    own = LOCK_DIR.with_name(f"{LOCK_DIR.name}-{os.getuid()}")
+    if not _usable(own):
+        raise RuntimeError(f"neither {LOCK_DIR} nor {own} can hold port lock files for uid {os.getuid()}")
+    return own
+
+
+def _open_lock(path: Path) -> int | None:
+    """The lock file's fd, creating it readable and writable by every user; None if this user may not use it
+    (a file another user created before they were made 0666: that port is treated as taken)."""
+    try:
+        # Open first, create only when missing: with fs.protected_regular an O_CREAT open of another user's
+        # file in a sticky directory fails even when the file's mode allows it.
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        with contextlib.suppress(OSError):
+            info = os.fstat(fd)
+            if info.st_uid == os.getuid() and stat.S_IMODE(info.st_mode) != 0o666:
+                os.fchmod(fd, 0o666)
+        return fd
+    except FileNotFoundError:
+        pass
+    except PermissionError:
+        return None
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    except FileExistsError:  # another process created it meanwhile
+        return _open_lock(path)
+    except PermissionError:
+        return None
+    os.fchmod(fd, 0o666)  # the umask cut the mode given to open
+    return fd
+
+
 def _try_reserve(port: int) -> bool:
-    LOCK_DIR.mkdir(parents=True, exist_ok=True)
-    fd = os.open(LOCK_DIR / f"{port}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    fd = _open_lock(lock_dir() / f"{port}.lock")
+    if fd is None:
+        return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
