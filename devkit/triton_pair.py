@@ -32,6 +32,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from hfserve import config
+from hfserve.config import ContainerConfig, LauncherConfig, ModelConfig, RepositoryConfig
+
 from .ports import reserve_ports
 from .processes import http_status
 
@@ -94,16 +97,22 @@ class TritonPair:
         self.log_dir = Path(log_dir) if log_dir else None
         self.ready_timeout_s = ready_timeout_s
         export = self.workdir / "tokenizer"
+        # Both command lines come from hfserve.config's declaration (all values given, defaults included), except
+        # the transformer's kserve options (--model_name, --predictor_host and its ports are kserve's own).
+        launcher = (RepositoryConfig(model_name=model_name, repository_dir=self.workdir / "repository",
+                                     model=ModelConfig(model_dir=Path(self.model_dir))),
+                    ContainerConfig(bind_address=bind_address),
+                    LauncherConfig(tokenizer_export_dir=export, http_port=self.triton_http_port,
+                                   grpc_port=self.triton_grpc_port, metrics_port=self.triton_metrics_port))
         self.commands = {
-            "triton": [sys.executable, "-m", "hfserve.triton", "--model_name", model_name,
-                       "--model_dir", self.model_dir, "--repository_dir", str(self.workdir / "repository"),
-                       "--tokenizer_export_dir", str(export), "--bind_address", bind_address,
-                       "--http_port", str(self.triton_http_port), "--grpc_port", str(self.triton_grpc_port),
-                       "--metrics_port", str(self.triton_metrics_port), *triton_args],
+            "triton": [sys.executable, "-m", "hfserve.triton",
+                       *[arg for group in launcher for arg in config.to_argv(group, only_changed=False)], *triton_args],
             "transformer": [sys.executable, "-m", "hfserve.transformer", "--model_name", model_name,
-                            "--model_dir", str(export), "--predictor_host", self.triton_grpc_target,
-                            "--bind_address", bind_address, "--http_port", str(self.port),
-                            "--grpc_port", str(self.grpc_port), *transformer_args],
+                            "--predictor_host", self.triton_grpc_target, "--http_port", str(self.port),
+                            "--grpc_port", str(self.grpc_port),
+                            *config.to_argv(ModelConfig(model_dir=export), only_changed=False),
+                            *config.to_argv(ContainerConfig(bind_address=bind_address), only_changed=False),
+                            *transformer_args],
         }
         self.processes: dict[str, subprocess.Popen] = {}
         self.started_at: dict[str, float] = {}
@@ -206,9 +215,10 @@ class TritonPair:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devkit.triton_pair",
                                      description="Run the Triton launcher and the transformer together")
-    parser.add_argument("--model_name", default="minilm")
-    parser.add_argument("--model_dir", required=True)
-    parser.add_argument("--bind_address", default="127.0.0.1")
+    # The settings it passes on are the declared ones (loopback and MiniLM by default here); the rest is its own.
+    config.add_field(parser, RepositoryConfig, "model_name", default="minilm")
+    config.add_field(parser, ModelConfig, "model_dir", required=True)
+    config.add_field(parser, ContainerConfig, "bind_address", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--grpc_port", type=int, default=None, help="the transformer's gRPC port (default: --port + 1)")
     parser.add_argument("--triton_http_port", type=int, default=8000)

@@ -176,7 +176,7 @@ class EngineBackedTritonModel:
 
     @staticmethod
     def make(minilm_dir, engine):
-        from hfserve.serving.settings import ModelSettings
+        from hfserve.config import ModelSettings
         from hfserve.tasks import Task
         from hfserve.transformer.model import TritonEncoderModel
 

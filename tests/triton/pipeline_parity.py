@@ -33,8 +33,8 @@ async def run_case(model, payload):
 
 
 async def main(spec):
+    from hfserve.config import ModelSettings
     from hfserve.huggingface.encoder_model import InProcessEncoderModel
-    from hfserve.serving.settings import ModelSettings
     from hfserve.tasks.detect import infer_task
     from hfserve.transformer.model import TritonEncoderModel
 

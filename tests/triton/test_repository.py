@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hfserve.config import parse_batch_sizes
 from hfserve.tasks import Task
 from hfserve.transformer import wire
 from hfserve.triton.export import export_tokenizer_files
-from hfserve.triton.repository import GenerativeTaskRefused, build_repository, parse_batch_sizes, render_config
+from hfserve.triton.repository import GenerativeTaskRefused, build_repository, render_config
 
 from devkit.triton_stats import BatchStats
 
@@ -89,7 +90,7 @@ def test_bad_arguments(minilm_dir, tmp_path):
         build_repository(minilm_dir, tmp_path, "a/b")
     with pytest.raises(ValueError, match="max_batch_size"):
         build_repository(minilm_dir, tmp_path, "m", max_batch_size=0)
-    assert parse_batch_sizes("8,16, 32") == [8, 16, 32]
+    assert parse_batch_sizes("8,16, 32") == (8, 16, 32)
 
 
 def test_tokenizer_export_skips_weights(minilm_dir, tmp_path):

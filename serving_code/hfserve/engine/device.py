@@ -2,12 +2,13 @@
 
 import torch
 
-from ..tasks.options import DTYPE_CHOICES
+from ..config import DTYPE_CHOICES, check_device
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def resolve_device(device: str = "auto") -> torch.device:
+    check_device(device)
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():

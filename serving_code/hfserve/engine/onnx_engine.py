@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import check_device, check_quantize_placement
 from ..tasks import ENCODER_TASKS, Task
 from ..tasks.detect import infer_task
 from .onnx_export import default_onnx_cache_dir, prepare_onnx_model
@@ -87,14 +88,12 @@ def select_providers(device: str, available: list[str], dtype: str = "auto", qua
                      device_id: int = 0, cache_dir: Path | None = None) -> list:
     """ONNX Runtime providers (with options) for --device/--dtype/--quantize, or ValueError saying what is wrong."""
     gpu = [name for name in GPU_PROVIDERS if name in available]
-    if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"unknown device {device!r}; choose auto, cpu or cuda")
+    check_device(device)
     if device == "cuda" and not gpu:
         raise ValueError("--device cuda with --engine onnx needs an onnxruntime build with the CUDA or TensorRT "
                          f"execution provider (onnxruntime-gpu); this one has {available}")
     use_gpu = bool(gpu) and device != "cpu"
-    if quantize == "int8" and use_gpu:
-        raise ValueError("--quantize int8 is a CPU option (dynamic int8 kernels); on a GPU serve float32 or float16")
+    check_quantize_placement(quantize, on_gpu=use_gpu)
     if dtype in ("float16", "bfloat16") and not (use_gpu and "TensorrtExecutionProvider" in gpu and dtype == "float16"):
         raise ValueError(f"--engine onnx runs the float32 graph; --dtype {dtype} is not available here "
                          "(float16 needs the TensorRT execution provider)")

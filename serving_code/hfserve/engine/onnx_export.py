@@ -30,9 +30,9 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from ..config import QUANTIZE_CHOICES
 from ..tasks import Task
 from ..tasks.embedding import read_pooling_config
-from ..tasks.options import QUANTIZE_CHOICES
 
 SHIPPED_FILES = ("onnx/model.onnx", "model.onnx")
 TOKEN_STATE_OUTPUTS = ("last_hidden_state", "token_embeddings")

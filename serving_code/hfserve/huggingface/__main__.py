@@ -17,11 +17,7 @@ logger = logging.getLogger("hfserve")
 
 
 def build_parser():
-    parser = cli.new_parser("Serve a Hugging Face checkpoint with transformers + torch inside this process")
-    for add in (cli.add_model_args, cli.add_execution_args, cli.add_tokenizer_args, cli.add_batching_args,
-                cli.add_serving_args):
-        add(parser)
-    return parser
+    return cli.huggingface_parser()
 
 
 def build_model(args):
@@ -37,7 +33,7 @@ def build_model(args):
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    args = cli.parse(build_parser(), cli.config.HUGGINGFACE_GROUPS, argv)
     if args.workers != 1:
         sys.exit("hfserve: --workers must be 1 (the model and its batcher live in one process); scale with replicas")
     try:

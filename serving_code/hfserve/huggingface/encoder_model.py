@@ -4,11 +4,11 @@ import time
 
 import numpy as np
 
+from ..config import ModelSettings
 from ..engine.batcher import DynamicBatcher
 from ..engine.loading import load_encoder_engine
 from ..engine.passes import limits_for_device
 from ..serving.encoder_model import FORWARD_SECONDS, EncoderTaskModel, split_rows
-from ..serving.settings import ModelSettings
 from ..tasks.tokenization import EncodedText
 
 

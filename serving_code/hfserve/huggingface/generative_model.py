@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator, Iterator
 from kserve import InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput
 
+from ..config import ModelSettings
 from ..engine.generator import GeneratorEngine, PreparedPrompt
 from ..serving.encoder_model import to_infer_output
 from ..serving.requests import TEXT_INPUT, parse_request
-from ..serving.settings import ModelSettings
 from ..tasks.generation import GeneratedToken, Generation, GenerationParams, generation_params, text_pieces
 from ..tasks.handlers import V2Output
 from ..tasks.params import InvalidRequest

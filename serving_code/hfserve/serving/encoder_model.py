@@ -13,13 +13,13 @@ import numpy as np
 from kserve import InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput
 
+from ..config import ModelSettings
 from ..tasks import PAIR_TASKS
 from ..tasks.handlers import V2Output, make_handler
 from ..tasks.params import InvalidRequest, RequestParams
 from ..tasks.tokenization import EncodedText, TextEncoder, effective_max_length, load_tokenizer
 from .encoder_operations import EncoderOperations
 from .requests import TEXT_INPUT, ParsedRequest, check_texts, parse_request
-from .settings import ModelSettings
 from .timing import current_timing
 
 # A runtime that batches across requests may put the seconds of the forward pass that computed a row under this

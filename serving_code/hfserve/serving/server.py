@@ -20,8 +20,10 @@ from kserve.protocol.grpc.server import GRPCServer
 from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.rest.server import RESTServer
 
+from ..config import ContainerConfig, ServingConfig
 from ..errors import InvalidRequest
 from .compat import V2JsonContentType
+from .controls import http_controls
 from .drain import CloseWhenDraining, DrainingServer, DrainState
 from .error_shapes import grpc_status, log
 from .errors import install_error_handlers
@@ -157,20 +159,18 @@ class _GRPCServer(GRPCServer):
 
 
 class HFModelServer(ModelServer):
-    def __init__(self, *, bind_address: str = "0.0.0.0", max_request_bytes: int = 1 << 20,
-                 router_factories: tuple[RouterFactory, ...] = (), request_timing_logs: bool = False,
-                 middlewares: tuple = (), drain_delay_s: float | None = None, enable_repository_routes: bool = False,
-                 **kwargs):
-        super().__init__(enable_latency_logging=request_timing_logs, **kwargs)
-        self.drain = DrainState(drain_delay_s)
-        self.enable_repository_routes = enable_repository_routes
-        self.request_timing_logs = request_timing_logs
+    def __init__(self, *, serving: ServingConfig = ServingConfig(), container: ContainerConfig = ContainerConfig(),
+                 router_factories: tuple[RouterFactory, ...] = (), **kwargs):
+        super().__init__(enable_latency_logging=serving.request_timing_logs, **kwargs)
+        self.drain = DrainState(container.drain_delay_s)
+        self.enable_repository_routes = serving.enable_repository_routes
+        self.request_timing_logs = serving.request_timing_logs
         self.dataplane = _PredictorAwareDataPlane(model_registry=self.registered_models)
         self.dataplane.drain = self.drain
-        self.bind_address = bind_address
-        self.max_request_bytes = max_request_bytes
+        self.bind_address = container.bind_address
+        self.max_request_bytes = serving.max_request_bytes
         self.router_factories = router_factories
-        self.middlewares = middlewares
+        self.middlewares = http_controls(serving.max_concurrent_requests)
 
     def start(self, models) -> None:
         if self.workers != 1:

@@ -28,18 +28,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "spie
 
 
 def build_parser():
-    parser = cli.new_parser("Tokenize and post-process here, run the model on Triton over gRPC")
-    for add in (cli.add_model_args, cli.add_tokenizer_args, cli.add_serving_args):
-        add(parser)
-    group = parser.add_argument_group("predictor (Triton)")
-    parser.set_defaults(predictor_host="127.0.0.1:8001")  # kserve's --predictor_host: Triton's gRPC address
-    group.add_argument("--triton_model_name", default=None, help="Model name in Triton (default: --model_name)")
-    group.add_argument("--predictor_timeout_s", type=float, default=30.0,
-                       help="Deadline of one inference call to Triton")
-    group.add_argument("--model_dir_wait_s", type=float, default=600.0,
-                       help="How long to wait for the tokenizer files in --model_dir (the Triton container "
-                            "exports them at start-up)")
-    return parser
+    return cli.transformer_parser()
 
 
 def wait_for_model_dir(model_dir: Path, wait_s: float) -> bool:
@@ -65,7 +54,7 @@ def build_model(args) -> TritonEncoderModel:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    args = cli.parse(build_parser(), cli.config.TRANSFORMER_GROUPS, argv)
     if not wait_for_model_dir(Path(args.model_dir), args.model_dir_wait_s):
         sys.exit(f"hfserve: {args.model_dir} has no config.json and tokenizer files after {args.model_dir_wait_s:.0f} s")
     try:

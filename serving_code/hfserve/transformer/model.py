@@ -6,9 +6,9 @@ import asyncio
 
 import numpy as np
 
+from ..config import ModelSettings
 from ..engine.passes import CPU_PASS_OVERHEAD_TOKENS, PassLimits, plan_passes
 from ..serving.encoder_model import EncoderTaskModel
-from ..serving.settings import ModelSettings
 from ..tasks.tokenization import EncodedText
 from .triton_client import TritonClient
 

@@ -12,25 +12,21 @@ Generative checkpoints are refused at start-up (exit status 3).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from .. import config
+from ..config import RepositoryConfig
 from ..drain_delay import default_delay_s
 from .local_server import TritonNotFound, find_triton
-from .repository import (
-    EXIT_GENERATIVE,
-    GenerativeTaskRefused,
-    add_repository_args,
-    check_encoder_task,
-    native_onnx_backend_available,
-)
+from .repository import EXIT_GENERATIVE, GenerativeTaskRefused, check_encoder_task, resolve_onnx_backend
 from .supervisor import ADMIN_HEADER, TritonProcess
 
 log = logging.getLogger("hfserve.triton")
@@ -38,31 +34,20 @@ log = logging.getLogger("hfserve.triton")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hfserve.triton", allow_abbrev=False,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                      description="Serve a Hugging Face encoder checkpoint with Triton (Python backend)")
-    add_repository_args(parser)
-    parser.add_argument("--repository_dir", type=Path,
-                        default=Path(tempfile.gettempdir()) / "hfserve-triton-repo")
-    parser.add_argument("--tokenizer_export_dir", type=Path, default=None,
-                        help="copy the tokenizer and config files there (for the transformer container)")
-    parser.add_argument("--bind_address", default="0.0.0.0")
-    parser.add_argument("--http_port", type=int, default=8000)
-    parser.add_argument("--grpc_port", type=int, default=8001)
-    parser.add_argument("--metrics_port", type=int, default=8002)
-    parser.add_argument("--exit_timeout_s", type=int, default=20,
-                        help="longest SIGTERM drain; keep it under the pod's termination grace period")
-    parser.add_argument("--drain_quiet_s", type=float, default=1.0,
-                        help="on SIGTERM, keep serving until no request has arrived for this long (the transformer "
-                             "beside us drains its own in-flight requests through Triton), then unload and stop")
-    parser.add_argument("--drain_delay_s", type=float, default=None,
-                        help="on SIGTERM, keep serving at least this long first (as the transformer does; default 5, "
-                             "0 under Knative, whose queue-proxy drains before SIGTERM)")
-    parser.add_argument("--tritonserver", default=None,
-                        help="tritonserver binary (default: on PATH, else the nvidia-pytriton wheel's copy)")
-    parser.add_argument("--log_verbose", type=int, default=0)
-    parser.add_argument("--onnx_backend", choices=["auto", "native", "python"], default="auto",
-                        help="with --engine onnx: Triton's onnxruntime backend (native), or the Python backend "
-                             "running ONNX Runtime; auto: native when the Triton install has backends/onnxruntime")
+    config.add_to_parser(parser, *config.LAUNCHER_GROUPS, required=config.LAUNCHER_REQUIRED)
     return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config.validate(*(config.from_namespace(group, args) for group in config.LAUNCHER_GROUPS))
+    except config.ConfigError as exc:
+        parser.error(str(exc))
+    return args
 
 
 def triton_command(binary: Path, backend_dir: Path | None, args, shm_prefix: str, admin_token: str,
@@ -92,30 +77,12 @@ def triton_command(binary: Path, backend_dir: Path | None, args, shm_prefix: str
     return command
 
 
-def resolve_onnx_backend(choice: str, install) -> str:
-    if choice != "auto":
-        return choice
-    return "native" if native_onnx_backend_available(install.backend_dir, install.binary) else "python"
-
-
 def build_repository_in_child(args, onnx_backend: str = "python") -> tuple[int, dict]:
-    argv = [sys.executable, "-m", "hfserve.triton.repository",
-            "--model_name", args.model_name, "--model_dir", str(args.model_dir),
-            "--repository_dir", str(args.repository_dir), "--dtype", args.dtype, "--device", args.device,
-            "--max_batch_size", str(args.max_batch_size),
-            "--preferred_batch_sizes", ",".join(str(b) for b in args.preferred_batch_sizes),
-            "--max_queue_delay_us", str(args.max_queue_delay_us), "--instance_count", str(args.instance_count),
-            "--engine", args.engine, "--quantize", args.quantize, "--onnx_backend", onnx_backend]
-    if args.onnx_cache_dir:
-        argv += ["--onnx_cache_dir", str(args.onnx_cache_dir)]
-    if args.task:
-        argv += ["--task", args.task]
-    if args.trust_remote_code:
-        argv.append("--trust_remote_code")
-    if args.max_batch_tokens:
-        argv += ["--max_batch_tokens", str(args.max_batch_tokens)]
+    """Build the repository in a child process (torch stays out of this one); it reads the settings on stdin."""
+    settings = dataclasses.replace(config.from_namespace(RepositoryConfig, args), onnx_backend=onnx_backend)
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    result = subprocess.run(argv, stdout=subprocess.PIPE, env=env, text=True)
+    result = subprocess.run([sys.executable, "-m", "hfserve.triton.repository", "--config", "-"],
+                            input=settings.to_json(), stdout=subprocess.PIPE, env=env, text=True)
     if result.returncode != 0:
         return result.returncode, {}
     return 0, json.loads(result.stdout.strip().splitlines()[-1])
@@ -123,7 +90,7 @@ def build_repository_in_child(args, onnx_backend: str = "python") -> tuple[int, 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         check_encoder_task(args.model_dir, args.task)
     except GenerativeTaskRefused as exc:

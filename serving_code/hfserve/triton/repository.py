@@ -9,7 +9,9 @@ where the Triton install has no such backend (the nvidia-pytriton wheel's), by t
 Runtime (`--onnx_backend python`). The launcher picks: native when `<backends>/onnxruntime` exists.
 
 `python -m hfserve.triton.repository --model_name N --model_dir D --repository_dir R [...]` builds it from the command
-line (the launcher runs it in a child process so that the long-lived supervisor never imports torch).
+line, whose options are hfserve.config's RepositoryConfig; `--config -` reads that RepositoryConfig as JSON from
+stdin instead (the launcher hands its settings over so, in a child process, so that the long-lived supervisor never
+imports torch).
 Encoder tasks only: generative checkpoints are refused with `GenerativeTaskRefused`.
 """
 
@@ -17,21 +19,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import config as settings
+from ..config import (
+    DEFAULT_MAX_QUEUE_DELAY_US,
+    BatchingConfig,
+    ExecutionConfig,
+    ModelConfig,
+    RepositoryConfig,
+    TritonBatchingConfig,
+    check_quantize_placement,
+)
 from ..tasks import ENCODER_TASKS, Task
 from ..tasks.detect import infer_task
-from ..tasks.options import ENGINE_CHOICES, QUANTIZE_CHOICES
 
 MODEL_FILE = Path(__file__).with_name("model_py.py")
-MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 # Exit status of the launcher and the builder when the checkpoint's task is generative.
 EXIT_GENERATIVE = 3
-ONNX_BACKENDS = ("native", "python")
 ONNX_MODEL_FILE = "model.onnx"
 
 
@@ -43,12 +51,6 @@ class GenerativeTaskRefused(ValueError):
             "Serve this model with the kserve-huggingface runtime instead."
         )
         self.task = task
-
-
-# How long Triton's dynamic batcher holds a request for company. Every request waits it out when traffic is light,
-# so it is a latency cost at concurrency 1; 500 us keeps the batches and the throughput of 2000 us at concurrency 32
-# and costs nothing measurable at 1, where 2000 us made batching 12% slower than no batching (docs/benchmarks.md).
-DEFAULT_MAX_QUEUE_DELAY_US = 500
 
 
 @dataclass
@@ -193,52 +195,67 @@ def build_repository(
     onnx_cache_dir: Path | None = None,
     onnx_backend: str = "python",
 ) -> RepositorySpec:
-    if not MODEL_NAME_RE.match(model_name):
-        raise ValueError(f"model name {model_name!r} is not a valid Triton model name ([A-Za-z0-9_.-]+)")
-    if max_batch_size < 1:
-        raise ValueError("--max_batch_size must be at least 1")
-    if instance_count < 1:
-        raise ValueError("--instance_count must be at least 1")
-    if max_queue_delay_us < 0:
-        raise ValueError("--max_queue_delay_us must not be negative")
-    if max_batch_tokens is not None and max_batch_tokens < 1:
-        raise ValueError("--max_batch_tokens must be at least 1")
-    if engine not in ENGINE_CHOICES or quantize not in QUANTIZE_CHOICES or onnx_backend not in ONNX_BACKENDS:
-        raise ValueError(f"engine {engine!r}, quantize {quantize!r}, onnx_backend {onnx_backend!r}: choose from "
-                         f"{ENGINE_CHOICES}, {QUANTIZE_CHOICES}, {ONNX_BACKENDS}")
-    if quantize != "none" and engine != "onnx":
-        raise ValueError(f"--quantize {quantize} needs --engine onnx")
-    model_dir = Path(model_dir)
-    resolved = check_encoder_task(model_dir, task)
+    """`build` with the settings as keywords (tests and benchmarks)."""
+    return build(RepositoryConfig(
+        model_name=model_name, repository_dir=Path(repository_dir), onnx_backend=onnx_backend,
+        model=ModelConfig(model_dir=Path(model_dir), task=task.value if isinstance(task, Task) else task,
+                          trust_remote_code=trust_remote_code),
+        execution=ExecutionConfig(dtype=dtype, device=device, engine=engine, quantize=quantize,
+                                  onnx_cache_dir=Path(onnx_cache_dir) if onnx_cache_dir else None),
+        batching=BatchingConfig(max_batch_size=max_batch_size, max_batch_tokens=max_batch_tokens),
+        triton_batching=TritonBatchingConfig(preferred_batch_sizes=tuple(preferred_batch_sizes),
+                                             max_queue_delay_us=max_queue_delay_us, instance_count=instance_count)))
+
+
+def instance_kind(device: str) -> str:
+    """Triton's instance kind for --device (auto: a GPU when torch sees one)."""
+    settings.check_device(device)
     if device == "cuda":
         if not cuda_available():
             raise ValueError("--device cuda was requested but no CUDA device is available")
-        kind = "KIND_GPU"
-    elif device == "cpu":
-        kind = "KIND_CPU"
-    elif device == "auto":
-        kind = "KIND_GPU" if cuda_available() else "KIND_CPU"
-    else:
-        raise ValueError(f"unknown device {device!r}; choose auto, cpu or cuda")
-    if quantize != "none" and kind == "KIND_GPU":
-        raise ValueError("--quantize int8 is a CPU option; on a GPU serve the float32 graph")
+        return "KIND_GPU"
+    if device == "auto":
+        return "KIND_GPU" if cuda_available() else "KIND_CPU"
+    return "KIND_CPU"
+
+
+def resolve_onnx_backend(choice: str, install=None) -> str:
+    """auto: native when the Triton install (default: tritonserver on PATH) has the onnxruntime backend."""
+    if choice != "auto":
+        return choice
+    if install is None:
+        binary = shutil.which("tritonserver")
+        return "native" if binary and native_onnx_backend_available(None, Path(binary)) else "python"
+    return "native" if native_onnx_backend_available(install.backend_dir, install.binary) else "python"
+
+
+def build(config: RepositoryConfig) -> RepositorySpec:
+    """Validate the settings, describe the model and write `<repository_dir>/<model_name>/`."""
+    config.validate()
+    execution, batching, triton_batching = config.execution, config.batching, config.triton_batching
+    model_dir = Path(config.model.model_dir)
+    resolved = check_encoder_task(model_dir, config.model.task)
+    kind = instance_kind(execution.device)
+    check_quantize_placement(execution.quantize, on_gpu=kind == "KIND_GPU")
+    trust_remote_code = config.model.trust_remote_code
     input_names, output_specs = describe_model(model_dir, resolved, trust_remote_code)
     onnx_file = None
-    if engine == "onnx":
+    if execution.engine == "onnx":
         from ..engine.onnx_export import prepare_onnx_model
 
-        onnx_file = prepare_onnx_model(model_dir, resolved, onnx_cache_dir, quantize, trust_remote_code)
+        onnx_file = prepare_onnx_model(model_dir, resolved, execution.onnx_cache_dir, execution.quantize,
+                                       trust_remote_code)
         input_names = onnx_input_names(onnx_file)
     spec = RepositorySpec(
-        model_name=model_name, model_dir=model_dir, task=resolved, input_names=tuple(input_names),
-        output_specs=dict(output_specs), dtype=dtype, kind=kind, max_batch_size=max_batch_size,
-        preferred_batch_sizes=sorted(set(preferred_batch_sizes)), max_queue_delay_us=max_queue_delay_us,
-        instance_count=instance_count, trust_remote_code=trust_remote_code, max_batch_tokens=max_batch_tokens,
-        engine=engine, quantize=quantize,
-        onnx_cache_dir=Path(onnx_cache_dir) if onnx_cache_dir else None, onnx_backend=onnx_backend,
-        onnx_file=onnx_file,
+        model_name=config.model_name, model_dir=model_dir, task=resolved, input_names=tuple(input_names),
+        output_specs=dict(output_specs), dtype=execution.dtype, kind=kind, max_batch_size=batching.max_batch_size,
+        preferred_batch_sizes=sorted(set(triton_batching.preferred_batch_sizes)),
+        max_queue_delay_us=triton_batching.max_queue_delay_us, instance_count=triton_batching.instance_count,
+        trust_remote_code=trust_remote_code, max_batch_tokens=batching.max_batch_tokens,
+        engine=execution.engine, quantize=execution.quantize, onnx_cache_dir=execution.onnx_cache_dir,
+        onnx_backend=resolve_onnx_backend(config.onnx_backend), onnx_file=onnx_file,
     )
-    write_repository(spec, Path(repository_dir))
+    write_repository(spec, Path(config.repository_dir))
     return spec
 
 
@@ -256,59 +273,36 @@ def native_onnx_backend_available(backend_dir: Path | None, binary: Path) -> boo
     return (folder / "onnxruntime").is_dir()
 
 
-def parse_batch_sizes(text: str) -> list[int]:
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m hfserve.triton.repository", description=__doc__.splitlines()[0],
+                                     allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--config", metavar="FILE",
+                        help="Read every setting from this RepositoryConfig JSON file ('-': stdin) instead of the "
+                             "options below (then the only option)")
+    settings.add_to_parser(parser, RepositoryConfig, required=settings.BUILDER_REQUIRED)
+    return parser
+
+
+def read_config(argv: list[str] | None = None) -> RepositoryConfig:
+    """The settings from the command line, or from --config's JSON."""
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not any(a.split("=", 1)[0] == "--config" for a in argv):
+        return settings.from_namespace(RepositoryConfig, parser.parse_args(argv))
+    sources = argv[0].split("=", 1)[1:] if argv[0].startswith("--config=") else argv[1:]
+    if len(sources) != 1 or argv[0].split("=", 1)[0] != "--config":
+        parser.error("--config takes one file and no other option")
+    text = sys.stdin.read() if sources[0] == "-" else Path(sources[0]).read_text()
     try:
-        sizes = [int(part) for part in str(text).split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if any(size < 1 for size in sizes):
-        raise argparse.ArgumentTypeError("batch sizes must be positive")
-    return sizes
-
-
-def add_repository_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model_name", required=True)
-    parser.add_argument("--model_dir", required=True, type=Path)
-    parser.add_argument("--task", default=None)
-    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"])
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--trust_remote_code", action="store_true")
-    parser.add_argument("--max_batch_size", type=int, default=32)
-    parser.add_argument("--preferred_batch_sizes", type=parse_batch_sizes, default=[8, 16, 32])
-    parser.add_argument("--max_queue_delay_us", type=int, default=DEFAULT_MAX_QUEUE_DELAY_US)
-    parser.add_argument("--instance_count", type=int, default=1)
-    parser.add_argument("--max_batch_tokens", type=int, default=None,
-                        help="Most padded tokens in one forward pass inside Triton's batch (default: 2048 CPU, "
-                             "16384 GPU)")
-    parser.add_argument("--engine", choices=ENGINE_CHOICES, default="torch",
-                        help="torch, or ONNX Runtime (graph shipped in the model directory or exported at start)")
-    parser.add_argument("--quantize", choices=QUANTIZE_CHOICES, default="none",
-                        help="with --engine onnx on the CPU: int8 dynamic quantization")
-    parser.add_argument("--onnx_cache_dir", type=Path, default=None,
-                        help="writable folder for exported graphs (default: $HFSERVE_CACHE_DIR/onnx, else the "
-                             "system temp folder)")
-
-
-def build_from_args(args: argparse.Namespace, repository_dir: Path) -> RepositorySpec:
-    return build_repository(
-        args.model_dir, repository_dir, args.model_name, task=args.task, dtype=args.dtype, device=args.device,
-        max_batch_size=args.max_batch_size, preferred_batch_sizes=args.preferred_batch_sizes,
-        max_queue_delay_us=args.max_queue_delay_us, instance_count=args.instance_count,
-        trust_remote_code=args.trust_remote_code, max_batch_tokens=args.max_batch_tokens,
-        engine=args.engine, quantize=args.quantize,
-        onnx_cache_dir=args.onnx_cache_dir, onnx_backend=getattr(args, "onnx_backend", "python"),
-    )
+        return RepositoryConfig.from_json(text)
+    except (ValueError, TypeError) as exc:
+        parser.error(f"--config {sources[0]}: {exc}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hfserve.triton.repository", description=__doc__.splitlines()[0])
-    add_repository_args(parser)
-    parser.add_argument("--repository_dir", required=True, type=Path)
-    parser.add_argument("--onnx_backend", choices=ONNX_BACKENDS, default="python",
-                        help="with --engine onnx: Triton's native onnxruntime backend, or model.py running ONNX Runtime")
-    args = parser.parse_args(argv)
+    config = read_config(argv)
     try:
-        spec = build_from_args(args, args.repository_dir)
+        spec = build(config)
     except GenerativeTaskRefused as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_GENERATIVE
