@@ -109,7 +109,7 @@ def _kill_and_wait(dep, container: str, sig: int, timeout: float = 60) -> None:
 
 
 def _restore(dep, container: str, timeout: float) -> None:
-    if not dep.control.restarts_by_itself():
+    if not dep.control.restarts_by_itself:
         dep.control.restart(container)
     dep.control.wait_ready(timeout)
 
@@ -160,7 +160,7 @@ def test_triton_killed_gives_503_then_recovers(triton_minilm, recovery_timeout):
     finally:
         # Recovery: Triton comes back (restart = the kubelet's job, emulated locally); the
         # transformer must become ready again with no action on it.
-        if not dep.control.restarts_by_itself():
+        if not dep.control.restarts_by_itself:
             dep.control.restart(container)
     deadline = time.monotonic() + recovery_timeout
     last = None

@@ -1,13 +1,12 @@
 """OpenAI-compatible routes, driven by the official `openai` Python client."""
 
 import numpy as np
+import openai
 import pytest
 
 from conformance import protocol as P
 
 pytestmark = pytest.mark.openai
-
-openai = pytest.importorskip("openai")
 
 
 def _client(dep):

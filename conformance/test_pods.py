@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from conformance import protocol as P
-from conformance.pod_emulation import MODEL_MOUNT
-from conformance.podman_pod import _bytes
+from conformance.pods.base import MODEL_MOUNT
+from conformance.pods.podman import _bytes
 
 pytestmark = pytest.mark.pods
 
@@ -60,7 +60,7 @@ def _facts(pod, container: str) -> dict:
 
 
 def _pods(dep):
-    pod = dep.control.pod
+    pod = dep.control
     assert hasattr(pod, "pod_obj"), "not a podman pod"
     return pod
 
@@ -72,7 +72,7 @@ def pod_dep(request, minilm, triton_minilm):
 
 def test_containers_run_under_the_charts_security_context(pod_dep):
     pod = _pods(pod_dep)
-    for spec in pod.pod_obj["spec"]["containers"]:
+    for spec in pod.manifest["spec"]["containers"]:
         name = spec["name"]
         sc = spec.get("securityContext") or {}
         facts = _facts(pod, name)
@@ -94,8 +94,8 @@ def test_containers_run_under_the_charts_security_context(pod_dep):
 
 def test_limits_and_volumes_are_the_charts(pod_dep):
     pod = _pods(pod_dep)
-    volumes = {v["name"]: v for v in pod.pod_obj["spec"]["volumes"]}
-    for spec in pod.pod_obj["spec"]["containers"]:
+    volumes = {v["name"]: v for v in pod.manifest["spec"]["volumes"]}
+    for spec in pod.manifest["spec"]["containers"]:
         name = spec["name"]
         facts = _facts(pod, name)
         limit = ((spec.get("resources") or {}).get("limits") or {}).get("memory")
@@ -119,7 +119,7 @@ def test_limits_and_volumes_are_the_charts(pod_dep):
 
 def test_pod_restart_policy_is_always(pod_dep):
     pod = _pods(pod_dep)
-    assert pod.pod_obj["spec"]["restartPolicy"] == "Always"
+    assert pod.manifest["spec"]["restartPolicy"] == "Always"
     for name in pod.containers:
         policy = pod.inspect(name)["HostConfig"]["RestartPolicy"]["Name"]
         assert policy == "always", f"{name}: podman restart policy {policy}"

@@ -2,12 +2,11 @@
 
 import numpy as np
 import pytest
+import tritonclient.grpc as tritonclient_grpc
 
 from conformance import protocol as P
 
 pytestmark = pytest.mark.v2_grpc
-
-tritonclient_grpc = pytest.importorskip("tritonclient.grpc")
 
 
 @pytest.fixture

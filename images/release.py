@@ -27,7 +27,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from conformance.pod_emulation import CHART_DIR, render_chart  # noqa: E402
+from conformance.chart import CHART_DIR, render_chart  # noqa: E402
 
 CHART_OCI = os.environ.get("CHART_OCI", "oci://ghcr.io/hfserve/charts")
 # output name -> (ClusterServingRuntime, container)

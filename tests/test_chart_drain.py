@@ -1,7 +1,7 @@
 """The chart's drainDelaySeconds reaches every container of both runtimes (as HFSERVE_DRAIN_DELAY_S), and by
 default is left to the runtime, which knows whether Knative's queue-proxy drains in front of it."""
 
-from conformance.pod_emulation import find_runtime, render_chart
+from conformance.chart import find_runtime, render_chart
 
 RUNTIMES = {"kserve-huggingface": 1, "kserve-huggingface-triton": 2}
 

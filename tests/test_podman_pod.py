@@ -1,4 +1,4 @@
-"""conformance/podman_pod.py without podman: how a Pod's fields become podman settings, and the
+"""conformance/pods/podman.py without podman: how a Pod's fields become podman settings, and the
 podman configuration for this machine. The pods themselves run in `make pod-test`."""
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ import subprocess
 
 import pytest
 
-from conformance.pod_emulation import PodError
-from conformance.podman_pod import MODEL_MOUNT, REPO, PodmanPod, _bytes, _cpus, assemble_pod
+from conformance.pods.base import MODEL_MOUNT, PodError
+from conformance.pods.podman import REPO, PodmanPod, _bytes, _cpus
 
 
 @pytest.mark.parametrize("runtime", ["kserve-huggingface", "kserve-huggingface-triton"])
 def test_assembled_pod_mounts_the_model_read_only_and_restarts_always(runtime):
-    pod = assemble_pod(runtime, "minilm")
+    pod = PodmanPod.manifest_for(runtime, "minilm")
     assert pod["spec"]["restartPolicy"] == "Always"
     serving = [c for c in pod["spec"]["containers"] if c["name"] in ("kserve-container", "transformer-container")]
     assert serving

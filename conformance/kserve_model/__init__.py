@@ -3,7 +3,7 @@
 Written in Python from a reading of KServe's (kserve/kserve) and Knative Serving's
 (knative/serving) source; every rule names the file and function it restates. No cluster is
 involved: the chart tests run the chart's objects through these rules, and the pod emulation
-(conformance/pod_emulation.py) starts the pod that `assemble_pod` builds.
+(conformance/pods/process.py) starts the pod that `assemble_pod` builds.
 
     from conformance.kserve_model import assemble_pod, admit_cluster_runtime, select_runtime
     pod = assemble_pod(runtime_manifest, isvc, mode="RawDeployment", kserve_version="0.21")

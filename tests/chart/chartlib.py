@@ -16,7 +16,8 @@ from typing import Any
 import kserve.models as kserve_models
 import kubernetes.client.models as k8s_models
 
-from conformance.pod_emulation import CHART_DIR, render_chart
+from conformance.chart import CHART_DIR, render_chart
+from conformance.pods.base import argv_value as arg_value  # noqa: F401 - the chart tests' name for it
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = CHART_DIR
@@ -47,13 +48,6 @@ def container(runtime: dict[str, Any], name: str) -> dict[str, Any]:
         if c["name"] == name:
             return c
     raise KeyError(name)
-
-
-def arg_value(args: list[str], flag: str) -> str | None:
-    for a in args:
-        if a.startswith(flag + "="):
-            return a.split("=", 1)[1]
-    return None
 
 
 # ------------------------------------------------------------------------------------------

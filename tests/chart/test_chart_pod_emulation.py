@@ -1,6 +1,6 @@
 """The chart's arguments really start the runtimes: each ClusterServingRuntime rendered by Helm is
 turned into the predictor pod KServe would build (conformance.kserve_model) and run as local
-processes (conformance.pod_emulation; only the cluster is emulated, the command, args and env are
+processes (conformance.pods.process; only the cluster is emulated, the command, args and env are
 the assembled pod's own), serves the packaged all-MiniLM-L6-v2 with /mnt/models read-only, and a
 typo in any container's arguments makes the pod fail instead of going unnoticed."""
 
@@ -16,7 +16,9 @@ import httpx
 import psutil
 import pytest
 
-from conformance.pod_emulation import EmulatedPod, PodError, build_pod, isolation_available
+from conformance.chart import build_pod
+from conformance.pods.base import PodError
+from conformance.pods.process import EmulatedPod, isolation_available
 
 pytestmark = pytest.mark.slow
 
@@ -68,7 +70,7 @@ def _assert_embeddings(predictions: list, n: int) -> None:
 
 def _chart_bind(pod: EmulatedPod, container: str) -> str | None:
     """The --bind_address of the assembled pod's container, before the emulation touched it."""
-    spec = next(c for c in pod.pod["spec"]["containers"] if c["name"] == container)
+    spec = next(c for c in pod.manifest["spec"]["containers"] if c["name"] == container)
     return next((a.split("=", 1)[1] for a in spec["args"] if a.startswith("--bind_address=")), None)
 
 
@@ -108,7 +110,8 @@ def test_triton_runtime_from_the_chart(model_dir):
         # KServe's Standard mode gives the port-less Triton container a TCP probe on 8080: the transformer
         triton = pod.containers["kserve-container"]
         assert triton.spec["readinessProbe"]["tcpSocket"]["port"] == 8080
-        assert pod.port_map[8080] == pod.containers["transformer-container"].http_port
+        assert pod.containers["transformer-container"].http_port == 8080
+        assert pod.http_url == f"http://127.0.0.1:{pod.port_map[8080]}"
         # the transformer talks to Triton's (mapped) gRPC port over loopback
         assert f"--predictor_host={pod.triton_grpc_target}" in pod.argv("transformer-container")
         pod.wait_ready(READY_TIMEOUT)  # includes that default probe

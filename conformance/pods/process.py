@@ -1,6 +1,6 @@
 """Run a ClusterServingRuntime of the Helm chart as local processes: a pod without a cluster.
 
-    from conformance.pod_emulation import EmulatedPod
+    from conformance.pods.process import EmulatedPod
     with EmulatedPod.start("kserve-huggingface", model_dir=DIR, model_name="minilm") as pod:
         pod.wait_ready(300)
         httpx.post(f"{pod.http_url}/v1/models/minilm:predict", json={"instances": ["hi"]})
@@ -39,41 +39,36 @@ probes, INFERENCE_SERVICE_NAME). What stands in for the cluster:
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import json
 import os
 import re
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from conformance.kserve_model import NEWEST, assemble_pod
+from conformance.chart import build_pod
+from conformance.kserve_model import NEWEST
 from conformance.kserve_model.pod_assembly import MODEL_VOLUME
+from conformance.pods.base import (
+    NOT_RUN,
+    Container,
+    Pod,
+    PodError,
+    argv_int,
+    register_cleanup,
+    unregister_cleanup,
+)
+from devkit.ports import reserve_ports
 
-REPO = Path(__file__).resolve().parents[1]
-CHART_DIR = REPO / "charts" / "kserve-huggingface-runtimes"
-
-MODEL_MOUNT = "/mnt/models"
-SERVING_CONTAINER = "kserve-container"
-TRANSFORMER_CONTAINER = "transformer-container"
 # Paths a container may mount that must stay the host's own.
 HOST_PATHS = ("/dev/shm",)
-# Containers the cluster adds that are not run here.
-NOT_RUN = ("queue-proxy",)
 IMAGE_UID = 1000  # USER of images/*/Dockerfile
 
 _PORT_ARG = re.compile(r"^(--[A-Za-z0-9_-]*port)=(\d+)$")
@@ -86,9 +81,6 @@ _MOUNT_SCRIPT = (
     'shift; exec "$@"'
 )
 
-_LIVE: dict[int, "Container"] = {}
-_LIVE_LOCK = threading.Lock()
-
 
 def _kill_group(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -98,15 +90,6 @@ def _kill_group(pgid: int, sig: int) -> None:
 def _kill_pid(pid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, sig)
-
-
-@atexit.register
-def _kill_leftovers() -> None:  # a crashed test run must not leave servers behind
-    with _LIVE_LOCK:
-        containers = list(_LIVE.values())
-        _LIVE.clear()
-    for c in containers:
-        c.kill_all()
 
 
 _UID_OK: dict[int, bool] = {}
@@ -139,59 +122,10 @@ def isolation_available() -> bool:
         return False
 
 
-# ------------------------------------------------------------------------------------------
-# rendering
-
-
-def render_chart(values: dict[str, Any] | None = None, release: str = "emulated",
-                 namespace: str = "kserve", chart_dir: Path | str = CHART_DIR) -> list[dict[str, Any]]:
-    """Render the chart like `helm template` (client-side dry-run install) and return its objects."""
-    from helm_python import Config
-
-    config = Config(storage_driver="memory", namespace=namespace)
-    try:
-        release_info = config.install(str(chart_dir), release, values, dry_run="client", namespace=namespace)
-    finally:
-        with contextlib.suppress(Exception):
-            config.close()
-    return [doc for doc in yaml.safe_load_all(release_info.get("manifest", "")) if doc]
-
-
-def find_runtime(objects: list[dict[str, Any]], runtime: str) -> dict[str, Any]:
-    for obj in objects:
-        if obj.get("kind") in ("ClusterServingRuntime", "ServingRuntime") and obj["metadata"]["name"] == runtime:
-            return obj
-    names = [o["metadata"]["name"] for o in objects if o.get("kind", "").endswith("ServingRuntime")]
-    raise LookupError(f"the rendered chart has no serving runtime {runtime!r} (it has {names})")
-
-
-def build_pod(runtime: str, model_name: str, values: dict[str, Any] | None = None,
-              kserve_version: str = NEWEST, mode: str = "RawDeployment") -> dict[str, Any]:
-    """The predictor pod KServe builds for an InferenceService `model_name` pinned to `runtime`."""
-    obj = find_runtime(render_chart(values), runtime)
-    return assemble_pod(obj, emulated_isvc(runtime, model_name), mode, kserve_version)
-
-
-def _free_ports(count: int) -> list[int]:
-    """Reserved loopback ports outside the ephemeral range (devkit.ports)."""
-    from devkit.ports import reserve_ports
-
-    return reserve_ports(count)
-
-
-# ------------------------------------------------------------------------------------------
-# the pod
-
-
 @dataclass
-class Container:
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    spec: dict[str, Any]
-    log_path: Path
-    http_port: int | None = None
-    grpc_port: int | None = None
+class ProcessContainer(Container):
+    env: dict[str, str] = field(default_factory=dict)
+    log_path: Path = Path("/dev/null")
     ro_binds: list[tuple[str, str]] = field(default_factory=list)  # (source, path) bound read-only
     uid: int | None = None
     proc: subprocess.Popen | None = None
@@ -199,6 +133,7 @@ class Container:
     starts: int = 0
     _log: Any = field(default=None, repr=False)
     _tree: dict[int, float] = field(default_factory=dict, repr=False)  # pid -> its start time (pids get reused)
+    _cleanup: int | None = field(default=None, repr=False)
 
     def pids(self) -> set[int]:
         """Every live process of this container: same mount namespace, or the main process's tree."""
@@ -242,42 +177,28 @@ class Container:
                 self.proc.wait(timeout=0.2)
             if not (pids - {self.proc.pid}) and self.proc.poll() is not None or time.monotonic() > deadline:
                 break
-        with _LIVE_LOCK:
-            _LIVE.pop(self.proc.pid, None)
+        unregister_cleanup(self._cleanup)
+        self._cleanup = None
 
 
-class PodError(RuntimeError):
-    """A container exited, or the pod did not become ready."""
-
-
-def emulated_isvc(runtime: str, model_name: str, namespace: str = "emulated") -> dict[str, Any]:
-    """The InferenceService the emulated pod belongs to: it pins `runtime` and stores the model at
-    a URI the storage initializer would fetch (here: `model_dir`)."""
-    return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-            "metadata": {"name": model_name, "namespace": namespace},
-            "spec": {"predictor": {"model": {"modelFormat": {"name": "huggingface"}, "runtime": runtime,
-                                             "storageUri": f"pvc://emulated/{model_name}"}}}}
-
-
-class EmulatedPod:
+class EmulatedPod(Pod):
     """One ClusterServingRuntime of the chart running as local processes. Use `EmulatedPod.start`."""
 
-    def __init__(self, runtime: str, pod: dict[str, Any], model_dir: str, model_name: str,
+    containers: dict[str, ProcessContainer]
+
+    def __init__(self, runtime: str, manifest: dict[str, Any], model_dir: str, model_name: str,
                  extra_args: dict[str, list[str]] | None, work_dir: Path, keep_work_dir: bool,
                  isolate: bool | None = None, run_as: int | None | str = "auto") -> None:
-        self.runtime = runtime
-        self.pod = pod
+        super().__init__(runtime, manifest)
         self.model_dir = str(Path(model_dir).resolve())
         self.model_name = model_name
         self.work_dir = work_dir
         self.keep_work_dir = keep_work_dir
         self.isolated = isolation_available() if isolate is None else isolate
         self.run_as = run_as
-        self.containers: dict[str, Container] = {}
         self.port_map: dict[int, int] = {}
         self.rebound: list[str] = []
         self.model_read_only = False
-        self._closed = False
         self._prepare(extra_args or {})
 
     # -- construction -------------------------------------------------------------------
@@ -293,11 +214,12 @@ class EmulatedPod:
 
         Does not wait for readiness: call `wait_ready`. Leaving the `with` block stops everything.
         """
-        pod = build_pod(runtime, model_name, values, kserve_version)
+        manifest = build_pod(runtime, model_name, values, kserve_version)
         root = Path(tempfile.mkdtemp(prefix=f"pod-{runtime}-", dir=work_dir))
         root.chmod(0o755)  # containers may run as another uid
         try:
-            emulated = cls(runtime, pod, str(model_dir), model_name, extra_args, root, keep_work_dir, isolate, run_as)
+            emulated = cls(runtime, manifest, str(model_dir), model_name, extra_args, root, keep_work_dir, isolate,
+                           run_as)
         except BaseException:
             shutil.rmtree(root, ignore_errors=True)
             raise
@@ -308,7 +230,6 @@ class EmulatedPod:
             emulated.stop()
             raise
         return emulated
-
     def _uid_for(self, container: dict[str, Any]) -> int | None:
         if self.run_as is None or os.geteuid() != 0 or not shutil.which("setpriv"):
             return None
@@ -336,7 +257,7 @@ class EmulatedPod:
         return self.model_dir, False  # root without namespaces: nothing can stop a write
 
     def _prepare(self, extra_args: dict[str, list[str]]) -> None:
-        spec = self.pod["spec"]
+        spec = self.manifest["spec"]
         containers = [c for c in spec.get("containers") or [] if c["name"] not in NOT_RUN]
         if not containers:
             raise PodError(f"{self.runtime}: no containers")
@@ -372,7 +293,7 @@ class EmulatedPod:
                     numbers.add(int(args[i + 1]))
                 numbers.update(int(p) for _, p in _HOST_PORT.findall(arg))
         numbers.discard(0)
-        self.port_map = dict(zip(sorted(numbers), _free_ports(len(numbers))))
+        self.port_map = dict(zip(sorted(numbers), reserve_ports(len(numbers))))
 
         model_mounts = [vm for c in containers for vm in c.get("volumeMounts") or [] if vm["name"] == MODEL_VOLUME]
         view, enforced = self._model_view(all(vm.get("readOnly") for vm in model_mounts))
@@ -393,9 +314,9 @@ class EmulatedPod:
                 if vm["name"] not in volume_dirs:
                     raise PodError(f"{name}: volumeMount {vm['name']!r} has no volume")
                 mounts[vm["mountPath"]] = volume_dirs[vm["name"]]
-            args = [self._rewrite(a, mounts) for a in (c.get("args") or [])]
-            args += [self._rewrite(a, mounts) for a in extra_args.get(name, [])]
-            args = self._loopback_only(name, self._map_ports(args))
+            pod_args = [self._rewrite(a, mounts) for a in (c.get("args") or [])]
+            pod_args += [self._rewrite(a, mounts) for a in extra_args.get(name, [])]
+            args = self._loopback_only(name, self._map_ports(pod_args))
             command = [self._rewrite(a, mounts) for a in (c.get("command") or [])]
             if not command:
                 raise PodError(f"{name}: no command (the image's entrypoint cannot be emulated)")
@@ -407,10 +328,10 @@ class EmulatedPod:
             for item in c.get("env") or []:
                 if "value" in item:
                     env[item["name"]] = self._map_ports_in(self._rewrite(str(item["value"]), mounts))
-            self.containers[name] = Container(
+            self.containers[name] = ProcessContainer(
                 name=name, argv=command + args, env=env, spec=c, ro_binds=ro_binds, uid=self._uid_for(c),
                 log_path=self.work_dir / "logs" / f"{name}.log",
-                http_port=self._arg_int(args, "--http_port"), grpc_port=self._arg_int(args, "--grpc_port"),
+                http_port=argv_int(pod_args, "--http_port"), grpc_port=argv_int(pod_args, "--grpc_port"),
             )
 
     def _rewrite(self, value: str, mounts: dict[str, str]) -> str:
@@ -447,29 +368,12 @@ class EmulatedPod:
             out.append(arg)
         return out
 
-    @staticmethod
-    def _arg_int(args: list[str], flag: str) -> int | None:
-        for i, arg in enumerate(args):
-            if arg.startswith(flag + "="):
-                return int(arg.split("=", 1)[1])
-            if arg == flag and i + 1 < len(args):
-                return int(args[i + 1])
-        return None
-
     # -- process control ----------------------------------------------------------------
 
-    def _resolve(self, container: str) -> Container:
-        if container in self.containers:
-            return self.containers[container]
-        aliases = {"serving": self.serving_container_name, "transformer": TRANSFORMER_CONTAINER,
-                   "predictor": SERVING_CONTAINER, "triton": SERVING_CONTAINER if self.has_transformer else None,
-                   "huggingface": SERVING_CONTAINER if not self.has_transformer else None}
-        name = aliases.get(container)
-        if name in self.containers:
-            return self.containers[name]
-        raise KeyError(f"{self.runtime} has no container {container!r} (it has {list(self.containers)})")
+    def address(self, port: int) -> str:
+        return f"127.0.0.1:{self.port_map.get(port, port)}"
 
-    def _launch_argv(self, c: Container) -> list[str]:
+    def _launch_argv(self, c: ProcessContainer) -> list[str]:
         argv = list(c.argv)
         if c.uid is not None:
             argv = ["setpriv", f"--reuid={c.uid}", f"--regid={c.uid}", "--clear-groups", "--"] + argv
@@ -505,8 +409,8 @@ class EmulatedPod:
                         c.mnt_ns = ns
                         break
                 time.sleep(0.01)
-        with _LIVE_LOCK:
-            _LIVE[c.proc.pid] = c
+        unregister_cleanup(c._cleanup)
+        c._cleanup = register_cleanup(c.kill_all)
 
     def pid(self, container: str) -> int:
         """Pid of the container's main process (also its process group id)."""
@@ -579,48 +483,6 @@ class EmulatedPod:
         if not self.keep_work_dir:
             shutil.rmtree(self.work_dir, ignore_errors=True)
 
-    def __enter__(self) -> EmulatedPod:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    # -- addresses ----------------------------------------------------------------------
-
-    @property
-    def has_transformer(self) -> bool:
-        return TRANSFORMER_CONTAINER in self.containers
-
-    @property
-    def serving_container_name(self) -> str:
-        """The container that owns the pod's serving port (the one KServe's Service targets)."""
-        return TRANSFORMER_CONTAINER if self.has_transformer else SERVING_CONTAINER
-
-    @property
-    def container_names(self) -> list[str]:
-        """Container names in KServe's pod order (kserve-container first)."""
-        return list(self.containers)
-
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self._resolve('serving').http_port}"
-
-    @property
-    def grpc_target(self) -> str:
-        return f"127.0.0.1:{self._resolve('serving').grpc_port}"
-
-    @property
-    def triton_http_url(self) -> str | None:
-        return f"http://127.0.0.1:{self.containers[SERVING_CONTAINER].http_port}" if self.has_transformer else None
-
-    @property
-    def triton_grpc_target(self) -> str | None:
-        return f"127.0.0.1:{self.containers[SERVING_CONTAINER].grpc_port}" if self.has_transformer else None
-
-    def argv(self, container: str) -> list[str]:
-        """The command line the container was started with (after path/port mapping)."""
-        return list(self._resolve(container).argv)
-
     def logs(self, container: str, tail: int | None = 4000) -> str:
         path = self._resolve(container).log_path
         try:
@@ -631,33 +493,15 @@ class EmulatedPod:
 
     # -- readiness ----------------------------------------------------------------------
 
-    def expect_restart(self, container: str) -> None:
-        """Nothing to record: no restart happens here without the test's own `restart` (no kubelet)."""
-
     def check_running(self) -> None:
-        """Raise PodError if any container's process has exited (with its exit code and log tail)."""
+        """Raise PodError if any container's process has exited (no kubelet restarts it here: a test that
+        kills a container restarts it itself)."""
         for c in self.containers.values():
             if c.proc is not None and (code := c.proc.poll()) is not None:
                 raise PodError(f"{self.runtime}/{c.name} exited with code {code}; "
                                f"command: {' '.join(c.argv)}\n--- log tail ---\n{self.logs(c.name, 3000)}")
 
-    def _probe_url(self, c: Container) -> str | None:
-        """An httpGet probe as a URL, or a tcpSocket probe as `tcp://127.0.0.1:PORT` (mapped ports)."""
-        probe = c.spec.get("readinessProbe") or {}
-        action = probe.get("httpGet") or probe.get("tcpSocket")
-        if not action:
-            return None
-        port = action.get("port")
-        if isinstance(port, str):  # a named port
-            port = next((p["containerPort"] for p in c.spec.get("ports") or [] if p.get("name") == port), None)
-        if port is None:
-            return None
-        mapped = self.port_map.get(int(port), int(port))
-        if "tcpSocket" in probe:
-            return f"tcp://127.0.0.1:{mapped}"
-        return f"http://127.0.0.1:{mapped}{action.get('path', '/')}"
-
-    def _exec_probe(self, c: Container) -> list[str] | None:
+    def _exec_probe(self, c: ProcessContainer) -> list[str] | None:
         command = ((c.spec.get("readinessProbe") or {}).get("exec") or {}).get("command")
         if not command:
             return None
@@ -666,71 +510,9 @@ class EmulatedPod:
             argv[0] = sys.executable
         return argv
 
-    def _probe_once(self, name: str, how: str | list[str]) -> str | None:
-        """None when the probe passes, else why it did not."""
-        if isinstance(how, list):
-            try:
-                done = subprocess.run(how, env=self.containers[name].env, capture_output=True, timeout=10)
-            except subprocess.TimeoutExpired:
-                return f"{name}: exec probe timed out"
-            return None if done.returncode == 0 else f"{name}: exec probe exited {done.returncode}"
-        if how.startswith("tcp://"):
-            host, port = how.removeprefix("tcp://").rsplit(":", 1)
-            try:
-                with socket.create_connection((host, int(port)), timeout=3):
-                    return None
-            except OSError as exc:
-                return f"{name}: {how} -> {exc!r}"
+    def _run_probe_command(self, name: str, argv: list[str]) -> str | None:
         try:
-            with urllib.request.urlopen(how, timeout=3) as resp:  # noqa: S310 - loopback only
-                return None if 200 <= resp.status < 300 else f"{name}: {how} -> {resp.status}"
-        except urllib.error.HTTPError as exc:
-            return f"{name}: {how} -> {exc.code}"
-        except (OSError, ValueError) as exc:
-            return f"{name}: {how} -> {exc!r}"
-
-    def wait_ready(self, timeout: float = 300.0) -> None:
-        """Wait until every container's readiness probe passes (httpGet, tcpSocket, or exec run locally).
-
-        Containers without a probe must merely stay running; the serving container is always
-        checked, on its probe or else on `/v2/health/ready`.
-        Raises PodError as soon as a process exits (e.g. an argparse error, exit code 2).
-        """
-        deadline = time.monotonic() + timeout
-        pending: dict[str, str | list[str]] = {}
-        for c in self.containers.values():
-            how = self._probe_url(c) or self._exec_probe(c)
-            if how:
-                pending[c.name] = how
-        serving = self._resolve("serving")
-        pending.setdefault(serving.name, f"http://127.0.0.1:{serving.http_port}/v2/health/ready")
-        last = ""
-        while True:
-            self.check_running()
-            for name, how in list(pending.items()):
-                why = self._probe_once(name, how)
-                if why is None:
-                    pending.pop(name)
-                else:
-                    last = why
-            if not pending:
-                return
-            if time.monotonic() > deadline:
-                tails = "\n".join(f"--- {n} log tail ---\n{self.logs(n, 2000)}" for n in self.containers)
-                raise PodError(f"{self.runtime} not ready after {timeout:.0f}s ({last})\n{tails}")
-            time.sleep(0.3)
-
-    def request_json(self, method: str, path: str, body: Any = None, timeout: float = 60.0) -> tuple[int, Any]:
-        """Small helper: send JSON to the serving port, return (status, decoded body)."""
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.http_url + path, data=data, method=method,
-                                     headers={"content-type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - loopback only
-                return resp.status, json.loads(resp.read() or b"null")
-        except urllib.error.HTTPError as exc:
-            raw = exc.read()
-            try:
-                return exc.code, json.loads(raw)
-            except ValueError:
-                return exc.code, raw.decode(errors="replace")
+            done = subprocess.run(argv, env=self.containers[name].env, capture_output=True, timeout=10)
+        except subprocess.TimeoutExpired:
+            return f"{name}: exec probe timed out"
+        return None if done.returncode == 0 else f"{name}: exec probe exited {done.returncode}"

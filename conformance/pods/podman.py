@@ -1,12 +1,12 @@
 """Run a ClusterServingRuntime of the Helm chart as a podman pod, from the images `make images` built.
 
-    from conformance.podman_pod import PodmanPod
+    from conformance.pods.podman import PodmanPod
     with PodmanPod.start("kserve-huggingface-triton", model_dir=DIR, model_name="minilm") as pod:
         pod.wait_ready(600)
         httpx.post(f"{pod.http_url}/v1/models/minilm:predict", json={"instances": ["hi"]})
 
-The pod is the one KServe would create for an InferenceService of the runtime (`assemble_pod`), and
-podman runs it the way a kubelet would:
+The pod is the one KServe would create for an InferenceService of the runtime (`conformance.chart.build_pod`),
+and podman runs it the way a kubelet would (restart policy Always, as KServe's Deployments and Knative's pods):
 
 * one podman pod: the containers share the network, IPC and UTS namespaces; the serving
   container's ports are published on 127.0.0.1 (free host ports, like a Service in front of the
@@ -32,7 +32,6 @@ images/podman/containers-conf.sh; this module generates one when it is unset).
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import ctypes
 import json
@@ -43,75 +42,27 @@ import socket
 import subprocess
 import tempfile
 import threading
-import time
-import urllib.error
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conformance.pod_emulation import (
-    MODEL_MOUNT,
+from conformance.chart import REPO, build_pod
+from conformance.kserve_model.pod_assembly import MODEL_VOLUME
+from conformance.pods.base import (
+    NOT_RUN,
     SERVING_CONTAINER,
     TRANSFORMER_CONTAINER,
+    Container,
+    Pod,
     PodError,
-    find_runtime,
-    render_chart,
+    argv_int,
+    register_cleanup,
+    unregister_cleanup,
 )
+from devkit.ports import reserve_ports
 
-REPO = Path(__file__).resolve().parents[1]
-MODEL_VOLUME = "kserve-provision-location"
-NAME_PLACEHOLDER = "{{.Name}}"  # KServe replaces it with the InferenceService's name
-NOT_RUN = ("queue-proxy",)  # Knative's sidecar (Serverless mode): a cluster's part, not the runtime's
 PODMAN = os.environ.get("PODMAN", "podman")
-
-_LIVE_PODS: set[str] = set()
-_LIVE_LOCK = threading.Lock()
-
-
-# ------------------------------------------------------------------------------------------
-# the pod KServe would create
-
-
-def assemble_pod(runtime: str, model_name: str, values: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The core/v1 Pod that KServe creates for an InferenceService of `runtime` serving `model_name`.
-
-    The one seam between the chart and podman. Where `conformance.pod_emulation.build_pod` exists
-    (the executable model of KServe's pod assembly, conformance/kserve_model, issue 8), the pod is
-    its result; until then, the chart's runtime as rendered by Helm's engine (`_rendered_pod`).
-    Everything below consumes only the Pod. Init containers (the storage initializer) are not run:
-    the model directory stands for what it would download. restartPolicy: KServe's Deployment
-    (and Knative's) pods restart always.
-    """
-    from conformance import pod_emulation
-
-    build_pod = getattr(pod_emulation, "build_pod", None)
-    pod = build_pod(runtime, model_name, values) if build_pod else _rendered_pod(runtime, model_name, values)
-    pod["spec"].setdefault("restartPolicy", "Always")
-    return pod
-
-
-def _rendered_pod(runtime: str, model_name: str, values: dict[str, Any] | None) -> dict[str, Any]:
-    """The rendered runtime's containers with KServe's `{{.Name}}` replaced and the model volume
-    mounted read-only at /mnt/models into kserve-container and transformer-container (KServe's
-    storage initializer injector; the rule conformance/pod_emulation.py follows)."""
-    runtime_obj = find_runtime(render_chart(values), runtime)
-    spec = json.loads(json.dumps(runtime_obj["spec"]).replace(NAME_PLACEHOLDER, model_name))
-    containers = spec["containers"]
-    for c in containers:
-        if c["name"] in (SERVING_CONTAINER, TRANSFORMER_CONTAINER):
-            c.setdefault("volumeMounts", []).append({"name": MODEL_VOLUME, "mountPath": MODEL_MOUNT, "readOnly": True})
-    volumes = list(spec.get("volumes") or []) + [{"name": MODEL_VOLUME, "emptyDir": {}}]
-    pod_spec = {"containers": containers, "volumes": volumes}
-    for key in ("securityContext", "terminationGracePeriodSeconds"):
-        if key in spec:
-            pod_spec[key] = spec[key]
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": f"{model_name}-predictor", "annotations": spec.get("annotations", {}),
-                         "labels": spec.get("labels", {})},
-            "spec": pod_spec}
-
 
 # ------------------------------------------------------------------------------------------
 # podman
@@ -168,15 +119,6 @@ def _cpus(quantity: str | int) -> str:
     return str(int(q[:-1]) / 1000) if q.endswith("m") else q
 
 
-def _arg_int(args: list[str], flag: str) -> int | None:
-    for i, arg in enumerate(args):
-        if arg.startswith(flag + "="):
-            return int(arg.split("=", 1)[1])
-        if arg == flag and i + 1 < len(args):
-            return int(args[i + 1])
-    return None
-
-
 # ------------------------------------------------------------------------------------------
 # port-forward into the pod's network namespace (like `kubectl port-forward`)
 
@@ -184,7 +126,7 @@ _CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-class PortForward:
+class NetnsForward:
     """127.0.0.1:<free port> on the host -> 127.0.0.1:`port` inside the network namespace `netns_path`."""
 
     def __init__(self, netns_path: str, port: int):
@@ -264,47 +206,45 @@ class PortForward:
 
 
 @dataclass
-class Container:
-    name: str               # the Kubernetes container name
-    podman_name: str        # the podman container name
-    spec: dict[str, Any]
-    argv: list[str]
-    http_port: int | None = None
-    grpc_port: int | None = None
-    restarts_expected: int = 0
+class PodmanContainer(Container):
+    podman_name: str = ""   # the podman container name
     liveness: threading.Thread | None = field(default=None, repr=False)
 
 
-@atexit.register
-def _remove_leftovers() -> None:  # a crashed test run must not leave pods behind
-    with _LIVE_LOCK:
-        names = list(_LIVE_PODS)
-        _LIVE_PODS.clear()
-    for name in names:
-        with contextlib.suppress(Exception):
-            podman("pod", "rm", "--force", "--time", "0", name, check=False, timeout=120)
+def _remove_pod(name: str) -> None:
+    podman("pod", "rm", "--force", "--time", "0", name, check=False, timeout=120)
 
 
-class PodmanPod:
+class PodmanPod(Pod):
     """One ClusterServingRuntime of the chart running as a podman pod. Use `PodmanPod.start`."""
 
     restarts_by_itself = True  # restartPolicy Always: podman restarts an exited container
+    ready_timeout = 600.0
+    probe_interval_s = 0.5
+    containers: dict[str, PodmanContainer]
 
-    def __init__(self, runtime: str, pod: dict[str, Any], model_dir: str, work_dir: Path, keep_work_dir: bool):
-        self.runtime = runtime
-        self.pod_obj = pod
+    def __init__(self, runtime: str, manifest: dict[str, Any], model_dir: str, work_dir: Path, keep_work_dir: bool):
+        super().__init__(runtime, manifest)
         self.model_dir = str(Path(model_dir).resolve())
         self.work_dir = work_dir
         self.keep_work_dir = keep_work_dir
         self.name = f"hfserve-{runtime.removeprefix('kserve-')}-{uuid.uuid4().hex[:8]}"
-        self.containers: dict[str, Container] = {}
         self.published: dict[int, int] = {}      # pod port -> host port (serving container)
-        self.forwards: dict[int, PortForward] = {}  # pod loopback port -> forward
+        self.forwards: dict[int, NetnsForward] = {}  # pod loopback port -> forward
         self.tmpfs_volumes: list[str] = []
-        self._closed = False
         self._stop_probes = threading.Event()
+        self._cleanup: int | None = None
 
     # -- construction -------------------------------------------------------------------
+
+    @staticmethod
+    def manifest_for(runtime: str, model_name: str, values: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The core/v1 Pod KServe creates for an InferenceService of `runtime` serving `model_name`, with
+        restartPolicy Always (KServe's Deployment and Knative's pods restart always). Init containers (the
+        storage initializer) are not run: the model directory stands for what it would download."""
+        manifest = build_pod(runtime, model_name, values)
+        manifest["spec"].setdefault("restartPolicy", "Always")
+        return manifest
 
     @classmethod
     def start(cls, runtime: str, model_dir: str | os.PathLike, model_name: str,
@@ -312,13 +252,13 @@ class PodmanPod:
               work_dir: str | os.PathLike | None = None, keep_work_dir: bool = False) -> PodmanPod:
         """Assemble the pod of `runtime`, create it with podman and start it. Call `wait_ready`."""
         check_podman()
-        pod = assemble_pod(runtime, model_name, values)
-        for c in pod["spec"]["containers"]:
+        manifest = cls.manifest_for(runtime, model_name, values)
+        for c in manifest["spec"]["containers"]:
             c["args"] = list(c.get("args") or []) + list((extra_args or {}).get(c["name"], []))
         root = Path(tempfile.mkdtemp(prefix=f"podman-{runtime}-", dir=work_dir))
-        self = cls(runtime, pod, str(model_dir), root, keep_work_dir)
-        with _LIVE_LOCK:
-            _LIVE_PODS.add(self.name)
+        self = cls(runtime, manifest, str(model_dir), root, keep_work_dir)
+        name = self.name
+        self._cleanup = register_cleanup(lambda: _remove_pod(name))
         try:
             self._create()
             podman("pod", "start", self.name, timeout=300)
@@ -329,20 +269,19 @@ class PodmanPod:
             raise
         return self
 
-    @property
-    def _serving(self) -> dict[str, Any]:
-        names = [c["name"] for c in self.pod_obj["spec"]["containers"]]
+    def _serving_spec(self) -> dict[str, Any]:
+        names = [c["name"] for c in self.manifest["spec"]["containers"]]
         wanted = TRANSFORMER_CONTAINER if TRANSFORMER_CONTAINER in names else SERVING_CONTAINER
-        return next(c for c in self.pod_obj["spec"]["containers"] if c["name"] == wanted)
+        return next(c for c in self.manifest["spec"]["containers"] if c["name"] == wanted)
 
     def _create(self) -> None:
-        spec = self.pod_obj["spec"]
-        serving = self._serving
+        spec = self.manifest["spec"]
+        serving = self._serving_spec()
         ports = {int(p["containerPort"]) for p in serving.get("ports") or []}
         for flag in ("--http_port", "--grpc_port"):
-            if (port := _arg_int(serving.get("args") or [], flag)) is not None:
+            if (port := argv_int(serving.get("args") or [], flag)) is not None:
                 ports.add(port)
-        self.published = {port: _free_port() for port in sorted(ports)}
+        self.published = dict(zip(sorted(ports), reserve_ports(len(ports))))
         publish = [a for port, host in self.published.items() for a in ("--publish", f"127.0.0.1:{host}:{port}")]
         podman("pod", "create", "--name", self.name, "--share", "net,ipc,uts", *publish, timeout=120)
         volumes = self._make_volumes(spec.get("volumes") or [])
@@ -360,7 +299,7 @@ class PodmanPod:
             elif "emptyDir" in vol and (vol["emptyDir"] or {}).get("medium") == "Memory":
                 # A tmpfs of sizeLimit per mount (podman 4.3 refuses a size on tmpfs volumes);
                 # the chart mounts its Memory emptyDir (/dev/shm) into one container only.
-                users = [c["name"] for c in self.pod_obj["spec"]["containers"]
+                users = [c["name"] for c in self.manifest["spec"]["containers"]
                          if any(vm["name"] == name for vm in c.get("volumeMounts") or [])]
                 if len(users) > 1:
                     raise PodError(f"volume {name!r}: a Memory emptyDir shared by {users} cannot run here")
@@ -382,7 +321,7 @@ class PodmanPod:
             raise PodError(f"{name}: image {image} is not built here (make images)")
         args = [str(a) for a in c.get("args") or []]
         cmd = ["create", "--pod", self.name, "--name", f"{self.name}-{name}", "--restart", "always", "--pull", "never",
-               "--stop-timeout", str(self.pod_obj["spec"].get("terminationGracePeriodSeconds", 30))]
+               "--stop-timeout", str(self.manifest["spec"].get("terminationGracePeriodSeconds", 30))]
         cmd += self._security_flags(name, image, {**pod_sc, **(c.get("securityContext") or {})})
         limits = (c.get("resources") or {}).get("limits") or {}
         if "memory" in limits:
@@ -407,9 +346,9 @@ class PodmanPod:
             cmd += ["--entrypoint", json.dumps(command)]
         cmd += [image, *args]
         podman(*cmd)
-        self.containers[name] = Container(
+        self.containers[name] = PodmanContainer(
             name=name, podman_name=f"{self.name}-{name}", spec=c, argv=command + args,
-            http_port=_arg_int(args, "--http_port"), grpc_port=_arg_int(args, "--grpc_port"))
+            http_port=argv_int(args, "--http_port"), grpc_port=argv_int(args, "--grpc_port"))
 
     @staticmethod
     def _security_flags(name: str, image: str, sc: dict[str, Any]) -> list[str]:
@@ -453,57 +392,21 @@ class PodmanPod:
         for c in self.containers.values():
             for port in (c.http_port, c.grpc_port):
                 if port is not None and port not in self.published and port not in self.forwards:
-                    self.forwards[port] = PortForward(netns, port)
+                    self.forwards[port] = NetnsForward(netns, port)
 
     # -- probes -------------------------------------------------------------------------
 
-    def _probe_address(self, c: Container, probe: dict[str, Any]) -> str | None:
-        """An httpGet probe as its URL, a tcpSocket probe as tcp://127.0.0.1:PORT (host side)."""
-        action = probe.get("httpGet") or probe.get("tcpSocket")
-        if not action:
-            return None
-        port = action.get("port")
-        if isinstance(port, str) and not port.isdigit():
-            ports = [p for cont in self.pod_obj["spec"]["containers"] for p in cont.get("ports") or []]
-            port = next((p["containerPort"] for p in ports if p.get("name") == port), None)
-        url = self._url(int(port))
-        if "tcpSocket" in probe:
-            return "tcp://" + url.removeprefix("http://")
-        return f"{url}{action.get('path', '/')}"
-
-    def _url(self, port: int) -> str:
+    def address(self, port: int) -> str:
         if port in self.published:
-            return f"http://127.0.0.1:{self.published[port]}"
+            return f"127.0.0.1:{self.published[port]}"
         if port in self.forwards:
-            return f"http://127.0.0.1:{self.forwards[port].local_port}"
+            return f"127.0.0.1:{self.forwards[port].local_port}"
         raise PodError(f"{self.runtime}: pod port {port} is neither published nor forwarded")
-
-    @staticmethod
-    def _http_ok(url: str, timeout: float) -> str | None:
-        """None when the probe passes, else why not (httpGet: 2xx/3xx; tcpSocket: a connection)."""
-        if url.startswith("tcp://"):
-            host, port = url.removeprefix("tcp://").rsplit(":", 1)
-            try:
-                with socket.create_connection((host, int(port)), timeout=timeout) as s:
-                    s.settimeout(0.2)  # a forward to a closed pod port resets at once
-                    with contextlib.suppress(TimeoutError, socket.timeout):
-                        if s.recv(1, socket.MSG_PEEK) == b"":
-                            return f"{url}: closed"
-                return None
-            except OSError as exc:
-                return f"{url} -> {exc!r}"
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback only
-                return None if 200 <= resp.status < 400 else f"{url} -> {resp.status}"
-        except urllib.error.HTTPError as exc:
-            return f"{url} -> {exc.code}"
-        except (OSError, ValueError) as exc:
-            return f"{url} -> {exc!r}"
 
     def _start_liveness_probes(self) -> None:
         for c in self.containers.values():
             probe = c.spec.get("livenessProbe") or {}
-            url = self._probe_address(c, probe)
+            url = self.probe_target(c, probe)
             if url:
                 c.liveness = threading.Thread(target=self._liveness, args=(c, probe, url), daemon=True,
                                               name=f"liveness-{c.podman_name}")
@@ -530,51 +433,13 @@ class PodmanPod:
                 if self._stop_probes.wait(delay):
                     return
                 continue
-            failures = failures + 1 if self._http_ok(url, timeout) else 0
+            failures = failures + 1 if self.probe_once(c.name, url, timeout) else 0
             if failures >= threshold:
                 with contextlib.suppress(PodError, ProcessLookupError):
                     self.kill(c.name, signal.SIGKILL)
                 started, failures = None, 0
 
-    def wait_ready(self, timeout: float = 600.0) -> None:
-        """Wait until every container's readiness probe passes (the serving container: its probe or
-        /v2/health/ready). Raises PodError when a container restarted meanwhile (a crash loop)."""
-        deadline = time.monotonic() + timeout
-        pending: dict[str, str] = {}
-        for c in self.containers.values():
-            url = self._probe_address(c, c.spec.get("readinessProbe") or {})
-            if url:
-                pending[c.name] = url
-        serving = self._serving["name"]
-        pending.setdefault(serving, f"{self._url(self.containers[serving].http_port)}/v2/health/ready")
-        last = ""
-        while True:
-            self.check_running()
-            for name, url in list(pending.items()):
-                why = self._http_ok(url, 3)
-                if why is None:
-                    pending.pop(name)
-                else:
-                    last = why
-            if not pending:
-                return
-            if time.monotonic() > deadline:
-                tails = "\n".join(f"--- {n} log tail ---\n{self.logs(n, 2000)}" for n in self.containers)
-                raise PodError(f"{self.runtime} pod not ready after {timeout:.0f}s ({last})\n{tails}")
-            time.sleep(0.5)
-
     # -- state and control --------------------------------------------------------------
-
-    def _resolve(self, container: str) -> Container:
-        if container in self.containers:
-            return self.containers[container]
-        aliases = {"serving": self._serving["name"], "transformer": TRANSFORMER_CONTAINER, "predictor": SERVING_CONTAINER,
-                   "triton": SERVING_CONTAINER if self.has_transformer else None,
-                   "huggingface": SERVING_CONTAINER if not self.has_transformer else None}
-        name = aliases.get(container)
-        if name in self.containers:
-            return self.containers[name]
-        raise KeyError(f"{self.runtime} has no container {container!r} (it has {list(self.containers)})")
 
     def inspect(self, container: str) -> dict[str, Any]:
         return json.loads(podman("inspect", self._resolve(container).podman_name).stdout)[0]
@@ -619,11 +484,6 @@ class PodmanPod:
             self.expect_restart(c.name)
         os.kill(pid, sig)
 
-    def expect_restart(self, container: str) -> None:
-        """A test is about to make this container's main process exit (directly, or by killing a child it
-        supervises): the restart that follows is not a crash for check_running."""
-        self._resolve(container).restarts_expected += 1
-
     def restart(self, container: str) -> None:
         """Kill the container's process; restart policy Always starts it again."""
         self.kill(container, signal.SIGKILL)
@@ -639,56 +499,12 @@ class PodmanPod:
         podman("pod", "rm", "--force", "--time", str(int(grace)), self.name, check=False, timeout=grace + 120)
         for vname in self.tmpfs_volumes:
             podman("volume", "rm", "--force", vname, check=False)
-        with _LIVE_LOCK:
-            _LIVE_PODS.discard(self.name)
+        unregister_cleanup(self._cleanup)
         if not self.keep_work_dir:
             shutil.rmtree(self.work_dir, ignore_errors=True)
-
-    def __enter__(self) -> PodmanPod:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    # -- addresses and logs ---------------------------------------------------------------
-
-    @property
-    def has_transformer(self) -> bool:
-        return TRANSFORMER_CONTAINER in self.containers
-
-    @property
-    def container_names(self) -> list[str]:
-        first = self._serving["name"]
-        return [first] + [n for n in self.containers if n != first]
-
-    @property
-    def http_url(self) -> str:
-        return self._url(self.containers[self._serving["name"]].http_port)
-
-    @property
-    def grpc_target(self) -> str:
-        return self._url(self.containers[self._serving["name"]].grpc_port).removeprefix("http://")
-
-    @property
-    def triton_http_url(self) -> str | None:
-        return self._url(self.containers[SERVING_CONTAINER].http_port) if self.has_transformer else None
-
-    @property
-    def triton_grpc_target(self) -> str | None:
-        if not self.has_transformer:
-            return None
-        return self._url(self.containers[SERVING_CONTAINER].grpc_port).removeprefix("http://")
-
-    def argv(self, container: str) -> list[str]:
-        return list(self._resolve(container).argv)
 
     def logs(self, container: str, tail: int | None = 4000) -> str:
         proc = subprocess.run([PODMAN, "logs", self._resolve(container).podman_name], stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, errors="replace", timeout=60, env=podman_env())
         return proc.stdout if tail is None else proc.stdout[-tail:]
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
