@@ -170,36 +170,35 @@ def test_every_pass_serves_the_oldest_waiting_text(minilm):
     assert all(len(p) == 1 for p in recorder.passes if any(e is document for e in p))
 
 
-class EngineBackedTritonModel:
-    """The transformer's TritonEncoderModel with its gRPC hop replaced by the same EncoderEngine Triton's model.py
+class EngineBackedTritonBackend:
+    """The transformer's TritonBackend with its gRPC hop replaced by the same EncoderEngine Triton's model.py
     runs (no Triton process here: this checks how the transformer splits and reassembles a request)."""
 
     @staticmethod
-    def make(minilm_dir, engine):
-        from hfserve.config import ModelSettings
-        from hfserve.tasks import Task
-        from hfserve.transformer.model import TritonEncoderModel
+    def make(engine, pad_id: int):
+        from hfserve.transformer.triton_backend import TritonBackend
 
-        class Model(TritonEncoderModel):
+        class Backend(TritonBackend):
             sent: list = []
 
-            async def run_model(self, inputs):
+            async def infer(self, inputs):
                 self.sent.append(inputs["input_ids"].shape)
                 return engine.forward({name: inputs[name] for name in engine.input_names})
 
-        model = Model(ModelSettings("minilm", minilm_dir, Task.TEXT_EMBEDDING), "127.0.0.1:9")
-        model.load_text_side()
-        return model
+        backend = Backend("127.0.0.1:9", "minilm")
+        backend.load(pad_id)
+        return backend
 
 
-def test_transformer_sends_a_mixed_request_as_length_groups(minilm, minilm_dir):
-    engine, _ = minilm
-    model = EngineBackedTritonModel.make(minilm_dir, engine)
+def test_transformer_sends_a_mixed_request_as_length_groups(minilm):
+    engine, encoder = minilm
+    backend = EngineBackedTritonBackend.make(engine, encoder.pad_id)
     texts = ["short", "mountain " * 300, "a query", "a somewhat longer sentence about rivers and markets"]
-    encoded = model.text_encoder.encode(texts)
-    results = asyncio.run(model.run_encoded(encoded))
-    assert len(model.sent) == 2 and sorted(shape[1] for shape in model.sent)[-1] == 256
-    assert sum(shape[0] for shape in model.sent) == 4 and min(shape[1] for shape in model.sent) < 20
-    for item, result in zip(encoded, results):  # back in request order, as if sent one by one
-        np.testing.assert_allclose(result["embeddings"], engine.forward(model.text_encoder.pad([item]))["embeddings"][0],
+    encoded = encoder.encode(texts)
+    forward = asyncio.run(backend.forward(encoded))
+    assert len(backend.sent) == 2 and sorted(shape[1] for shape in backend.sent)[-1] == 256
+    assert sum(shape[0] for shape in backend.sent) == 4 and min(shape[1] for shape in backend.sent) < 20
+    assert forward.forward_seconds is None  # Triton's passes are not timed here: the whole wait is inference
+    for item, result in zip(encoded, forward.rows):  # back in request order, as if sent one by one
+        np.testing.assert_allclose(result["embeddings"], engine.forward(encoder.pad([item]))["embeddings"][0],
                                    atol=1e-5)

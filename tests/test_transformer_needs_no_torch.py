@@ -8,7 +8,7 @@ def test_transformer_entry_point_imports_without_torch():
     # Hide torch from a fresh interpreter, as in the transformer image, and import the whole entry point.
     code = (
         "import sys; sys.modules['torch'] = None\n"
-        "import hfserve.transformer.__main__, hfserve.transformer.model\n"
+        "import hfserve.transformer.__main__, hfserve.transformer.triton_backend\n"
         "print('ok')\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,

@@ -1,7 +1,7 @@
 """Hugging Face's own protocols: the Inference API task route (`POST /`) and text-generation-inference's
 `/generate` and `/generate_stream`, so `huggingface_hub.InferenceClient(base_url=...)` works unchanged.
 
-Written once over the shared model objects (EncoderTaskModel, GenerativeModel): both runtimes register the
+Written once over the served model (its EncoderService, or the GenerativeModel): both runtimes register the
 same router.
 """
 

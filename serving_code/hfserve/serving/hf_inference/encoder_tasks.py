@@ -1,31 +1,27 @@
-"""The Inference API's encoder tasks over the shared EncoderTaskModel: request `inputs` and `parameters` in,
-the Inference API's output shapes out. A single string answers with one result, a list with one per string."""
+"""The Inference API's encoder tasks over the served model's EncoderService: request `inputs` and `parameters`
+in, the Inference API's output shapes out. A single string answers with one result, a list with one per string."""
 
-import json
-from functools import cached_property
-from http import HTTPStatus
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ...core.encoder_service import ACTIVATIONS, EncoderService
+from ...errors import InvalidRequest
 from ...tasks import Task
-from ...tasks.handlers import softmax
-from ...tasks.params import InputTooLong, InvalidRequest, RequestParams
-from .errors import HFError, validation
+from ...tasks.params import RequestParams
 
 FEATURE_EXTRACTION_PARAMETERS = ("normalize", "truncate", "truncation_direction", "prompt_name", "dimensions",
                                  "encoding_format")
 
 
 class EncoderTasks:
-    """Answers `POST /` for one served encoder model (in-process or Triton-backed: the same interface)."""
+    """Answers `POST /` for one served encoder model (in-process or Triton-backed: the same service)."""
 
-    def __init__(self, model):
-        self.model = model
+    def __init__(self, service: EncoderService):
+        self.service = service
 
     async def answer(self, inputs: Any, parameters: dict, body: dict) -> Any:
-        task = self.model.settings.task
+        task = self.service.task
         if task == Task.TEXT_EMBEDDING:
             if isinstance(inputs, dict):
                 return await self.sentence_similarity(inputs)
@@ -38,7 +34,7 @@ class EncoderTasks:
             return await self.token_classification(inputs, parameters)
         if task == Task.FILL_MASK:
             return await self.fill_mask(inputs, parameters)
-        raise validation(f"task {task} is not served on this route")
+        raise InvalidRequest(f"task {task} is not served on this route")
 
     # --- feature extraction and sentence similarity ---------------------------------------------
 
@@ -46,28 +42,23 @@ class EncoderTasks:
         texts, single = _texts(inputs)
         _only(parameters, FEATURE_EXTRACTION_PARAMETERS)
         if parameters.get("prompt_name") is not None:
-            raise validation("'prompt_name' is not supported: this server has no prompts configured")
+            raise InvalidRequest("'prompt_name' is not supported: this server has no prompts configured")
         if parameters.get("encoding_format") not in (None, "float"):
-            raise validation("only encoding_format 'float' is supported on this route")
-        try:
-            params = RequestParams.parse({k: parameters.get(k) for k in ("normalize", "truncate",
-                                                                         "truncation_direction")})
-        except InvalidRequest as error:
-            raise validation(str(error)) from None
-        vectors = await self._call(self.model.embed(texts, params.normalize, params.truncate,
-                                                    params.truncation_direction))
+            raise InvalidRequest("only encoding_format 'float' is supported on this route")
+        params = RequestParams.parse({k: parameters.get(k) for k in ("normalize", "truncate", "truncation_direction")})
+        vectors, _ = await self.service.embed(texts, params.normalize, params.truncate, params.truncation_direction)
         dimensions = parameters.get("dimensions")
         if dimensions is not None and dimensions != len(vectors[0]):
-            raise validation(f"this model returns {len(vectors[0])} dimensions; 'dimensions' cannot change that")
+            raise InvalidRequest(f"this model returns {len(vectors[0])} dimensions; 'dimensions' cannot change that")
         return vectors[0] if single else vectors
 
     async def sentence_similarity(self, inputs: dict) -> list[float]:
         source, sentences = inputs.get("source_sentence"), inputs.get("sentences")
         if not isinstance(source, str) or not isinstance(sentences, list) or not sentences or not all(
                 isinstance(s, str) for s in sentences):
-            raise validation("sentence similarity takes inputs {'source_sentence': str, 'sentences': [str, ...]}")
-        vectors = np.asarray(await self._call(self.model.embed([source, *sentences], normalize=True)),
-                             dtype=np.float64)
+            raise InvalidRequest("sentence similarity takes inputs {'source_sentence': str, 'sentences': [str, ...]}")
+        vectors, _ = await self.service.embed([source, *sentences], normalize=True)
+        vectors = np.asarray(vectors, dtype=np.float64)
         return [float(v) for v in vectors[1:] @ vectors[0]]
 
     # --- classification ---------------------------------------------------------------------------
@@ -76,36 +67,25 @@ class EncoderTasks:
         texts, single = _texts_or_pair(inputs)
         _only(parameters, ("top_k", "function_to_apply"))
         top_k = _positive_int(parameters, "top_k")
-        function = parameters.get("function_to_apply") or self._default_function
-        if function not in ("softmax", "sigmoid", "none"):
-            raise validation("'function_to_apply' must be 'softmax', 'sigmoid' or 'none'")
-        answers = []
-        for logits in await self._call(self.model.classify(texts, raw_scores=True)):
-            labels = [r["label"] for r in logits]
-            scores = _apply(function, np.asarray([r["score"] for r in logits], dtype=np.float64))
-            ranked = sorted(({"label": label, "score": float(score)} for label, score in zip(labels, scores)),
-                            key=lambda r: -r["score"])
-            answers.append(ranked[:top_k] if top_k else ranked)
+        function = parameters.get("function_to_apply")  # None: the checkpoint's own, as transformers' pipeline
+        if function is not None and function not in ACTIVATIONS:
+            raise InvalidRequest("'function_to_apply' must be 'softmax', 'sigmoid' or 'none'")
+        answers, _ = await self.service.classify(texts, activation=function)
+        answers = [ranked[:top_k] if top_k else ranked for ranked in answers]
         return [answers[0]] if single else answers
-
-    @cached_property
-    def _default_function(self) -> str:
-        """As transformers' pipeline: sigmoid for one label or multi-label checkpoints, softmax otherwise."""
-        config = json.loads((Path(self.model.settings.model_dir) / "config.json").read_text())
-        multi_label = config.get("problem_type") == "multi_label_classification"
-        return "sigmoid" if multi_label or len(self.model.handler.id2label) == 1 else "softmax"
 
     async def token_classification(self, inputs: Any, parameters: dict) -> list:
         texts, single = _texts(inputs)
         _only(parameters, ("aggregation_strategy", "ignore_labels", "stride"))
         if parameters.get("aggregation_strategy") not in (None, "simple"):
-            raise validation("only aggregation_strategy 'simple' is supported (entities grouped from B-/I- tokens)")
+            raise InvalidRequest("only aggregation_strategy 'simple' is supported (entities grouped from B-/I- "
+                                 "tokens)")
         if parameters.get("stride") not in (None, 0):
-            raise validation("'stride' is not supported: inputs are truncated to the model's limit")
+            raise InvalidRequest("'stride' is not supported: inputs are truncated to the model's limit")
         ignore = parameters.get("ignore_labels") or []
         if not isinstance(ignore, list) or not all(isinstance(x, str) for x in ignore):
-            raise validation("'ignore_labels' must be a list of labels")
-        results = await self._infer(texts, RequestParams())
+            raise InvalidRequest("'ignore_labels' must be a list of labels")
+        results, _ = await self.service.token_classify(texts)
         results = [[e for e in entities if e["entity_group"] not in ignore] for entities in results]
         return results[0] if single else results
 
@@ -113,29 +93,9 @@ class EncoderTasks:
         texts, single = _texts(inputs)
         _only(parameters, ("top_k", "targets"))
         if parameters.get("targets") is not None:
-            raise validation("'targets' is not supported; use top_k")
-        try:
-            params = RequestParams.parse({"top_k": parameters.get("top_k")})
-        except InvalidRequest as error:
-            raise validation(str(error)) from None
-        results = await self._infer(texts, params)
+            raise InvalidRequest("'targets' is not supported; use top_k")
+        results, _ = await self.service.fill_mask(texts, parameters.get("top_k"))
         return results[0] if single else results
-
-    # --- the shared model ---------------------------------------------------------------------------
-
-    async def _infer(self, texts: list[str], params: RequestParams) -> list:
-        return await self._call(self.model.infer_texts(texts, params))
-
-    @staticmethod
-    async def _call(operation) -> Any:
-        """Awaits a model operation: its results, with the model's refusals as this protocol's errors."""
-        try:
-            results, _ = await operation
-        except InputTooLong as error:
-            raise HFError(str(error), status=HTTPStatus.REQUEST_ENTITY_TOO_LARGE) from None
-        except InvalidRequest as error:
-            raise validation(str(error)) from None
-        return results
 
 
 def _texts(inputs: Any) -> tuple[list[str], bool]:
@@ -143,7 +103,7 @@ def _texts(inputs: Any) -> tuple[list[str], bool]:
         return [inputs], True
     if isinstance(inputs, list) and all(isinstance(t, str) for t in inputs):
         return inputs, False
-    raise validation("'inputs' must be a string or a list of strings")
+    raise InvalidRequest("'inputs' must be a string or a list of strings")
 
 
 def _texts_or_pair(inputs: Any) -> tuple[list, bool]:
@@ -151,7 +111,7 @@ def _texts_or_pair(inputs: Any) -> tuple[list, bool]:
     if isinstance(inputs, dict):
         text, pair = inputs.get("text"), inputs.get("text_pair")
         if not isinstance(text, str) or not isinstance(pair, str) or set(inputs) - {"text", "text_pair"}:
-            raise validation("a text pair is {'text': str, 'text_pair': str}")
+            raise InvalidRequest("a text pair is {'text': str, 'text_pair': str}")
         return [(text, pair)], True
     return _texts(inputs)
 
@@ -159,19 +119,11 @@ def _texts_or_pair(inputs: Any) -> tuple[list, bool]:
 def _only(parameters: dict, known: tuple[str, ...]) -> None:
     unknown = sorted(set(parameters) - set(known))
     if unknown:
-        raise validation(f"unknown parameters {unknown}; this task takes {sorted(known)}")
+        raise InvalidRequest(f"unknown parameters {unknown}; this task takes {sorted(known)}")
 
 
 def _positive_int(parameters: dict, name: str) -> int | None:
     value = parameters.get(name)
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise validation(f"'{name}' must be a positive integer")
+        raise InvalidRequest(f"'{name}' must be a positive integer")
     return value
-
-
-def _apply(function: str, logits: np.ndarray) -> np.ndarray:
-    if function == "softmax":
-        return softmax(logits)
-    if function == "sigmoid":
-        return 1.0 / (1.0 + np.exp(-logits))
-    return logits

@@ -17,7 +17,6 @@ from ...tasks.generation import (
     stop_sequences,
 )
 from ...tasks.params import InvalidRequest
-from .errors import HFError, validation
 
 logger = logging.getLogger("hfserve")
 
@@ -44,18 +43,15 @@ class TGIRequest:
 
 def parse_request(body: Any) -> TGIRequest:
     if not isinstance(body, dict):
-        raise validation("the request body must be a JSON object with 'inputs' and optional 'parameters'")
+        raise InvalidRequest("the request body must be a JSON object with 'inputs' and optional 'parameters'")
     prompt = body.get("inputs")
     if not isinstance(prompt, str):
-        raise validation("'inputs' must be the prompt, a string")
+        raise InvalidRequest("'inputs' must be the prompt, a string")
     raw = body.get("parameters") or {}
     if not isinstance(raw, dict):
-        raise validation("'parameters' must be a JSON object")
-    try:
-        params = generation_params(raw)
-    except InvalidRequest as error:
-        raise validation(str(error)) from None
-    return TGIRequest(prompt, params, details=_flag(raw, "details"), return_full_text=_flag(raw, "return_full_text"))
+        raise InvalidRequest("'parameters' must be a JSON object")
+    return TGIRequest(prompt, generation_params(raw), details=_flag(raw, "details"),
+                      return_full_text=_flag(raw, "return_full_text"))
 
 
 def generation_params(raw: dict) -> GenerationParams:
@@ -90,7 +86,7 @@ def _flag(raw: dict, name: str) -> bool:
     if value is None:
         return False
     if not isinstance(value, bool):
-        raise validation(f"'{name}' must be true or false")
+        raise InvalidRequest(f"'{name}' must be true or false")
     return value
 
 
@@ -157,7 +153,7 @@ async def stream_events(request: TGIRequest, items: AsyncIterator[GeneratedToken
             index += 1
             held = item
     except Exception as error:  # noqa: BLE001 - reported to the client inside the stream
-        if isinstance(error, (InvalidRequest, HFError)):
+        if isinstance(error, InvalidRequest):
             message = str(error)
         else:
             logger.exception("generation failed while streaming")

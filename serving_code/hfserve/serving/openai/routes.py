@@ -4,25 +4,23 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from http import HTTPStatus
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 
-from ...tasks import Task
+from ...errors import InvalidRequest
 from ...tasks.embedding import embedding_to_base64
 from ...tasks.generation import Generation, generation_params
-from ...tasks.params import InvalidRequest, RequestParams
+from ..served_model import encoder_service, generative_model
 from .schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
 PREFIX = "/openai/v1"
 
 
-def openai_error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": {"message": message, "type": kind, "code": None}})
-
-
 class OpenAIRoutes:
+    """Embeddings from the served model's EncoderService, completions from its generative model; errors are
+    raised and rendered in OpenAI's shape by the server's one handler."""
+
     def __init__(self, registry):
         self.registry = registry
         self.router = APIRouter(prefix=PREFIX)
@@ -31,18 +29,6 @@ class OpenAIRoutes:
         self.router.add_api_route("/completions", self.completions, methods=["POST"])
         self.router.add_api_route("/chat/completions", self.chat_completions, methods=["POST"])
 
-    def _model(self, name: str, wanted: str):
-        model = self.registry.get_model(name)
-        if model is None:
-            return None, openai_error(HTTPStatus.NOT_FOUND, f"model {name!r} is not served here", "not_found_error")
-        if not model.ready:
-            return None, openai_error(HTTPStatus.SERVICE_UNAVAILABLE, f"model {name!r} is not ready", "unavailable")
-        task = model.settings.task
-        serves = task == Task.TEXT_EMBEDDING if wanted == "embeddings" else task.is_generative
-        if not serves:
-            return None, openai_error(HTTPStatus.BAD_REQUEST, f"model {name!r} serves {task}, not {wanted}")
-        return model, None
-
     async def models(self):
         created = int(time.time())
         data = [{"id": name, "object": "model", "created": created, "owned_by": "hfserve"}
@@ -50,19 +36,13 @@ class OpenAIRoutes:
         return {"object": "list", "data": data}
 
     async def embeddings(self, request: EmbeddingRequest):
-        model, error = self._model(request.model, "embeddings")
-        if error:
-            return error
+        service = encoder_service(self.registry, request.model)
         texts = [request.input] if isinstance(request.input, str) else request.input
         if any(not isinstance(t, str) for t in texts):
-            return openai_error(HTTPStatus.BAD_REQUEST, "token-id input is not supported; send text")
-        try:
-            vectors, tokens = await model.infer_texts(texts, RequestParams(truncate=request.truncate))
-        except InvalidRequest as exc:
-            return openai_error(HTTPStatus.BAD_REQUEST, str(exc))
+            raise InvalidRequest("token-id input is not supported; send text")
+        vectors, tokens = await service.embed(texts, truncate=request.truncate)
         if request.dimensions is not None and request.dimensions != len(vectors[0]):
-            return openai_error(HTTPStatus.BAD_REQUEST,
-                                f"this model returns {len(vectors[0])} dimensions; 'dimensions' cannot change that")
+            raise InvalidRequest(f"this model returns {len(vectors[0])} dimensions; 'dimensions' cannot change that")
         encode = embedding_to_base64 if request.encoding_format == "base64" else (lambda v: v)
         return {
             "object": "list",
@@ -72,39 +52,26 @@ class OpenAIRoutes:
         }
 
     async def completions(self, request: CompletionRequest):
-        model, error = self._model(request.model, "completions")
-        if error:
-            return error
+        model = generative_model(self.registry, request.model)
         prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
         if len(prompts) != 1:
-            return openai_error(HTTPStatus.BAD_REQUEST, "send one prompt per request")
+            raise InvalidRequest("send one prompt per request")
         return await self._complete(model, request, prompts[0], chat=False)
 
     async def chat_completions(self, request: ChatCompletionRequest):
-        model, error = self._model(request.model, "chat completions")
-        if error:
-            return error
+        model = generative_model(self.registry, request.model)
         if not any(m.text().strip() for m in request.messages):
-            return openai_error(HTTPStatus.BAD_REQUEST, "every message is empty; send some text to reply to")
-        try:
-            prompt = model.chat_prompt([{"role": m.role, "content": m.text()} for m in request.messages])
-        except InvalidRequest as exc:
-            return openai_error(HTTPStatus.BAD_REQUEST, str(exc))
+            raise InvalidRequest("every message is empty; send some text to reply to")
+        prompt = model.chat_prompt([{"role": m.role, "content": m.text()} for m in request.messages])
         return await self._complete(model, request, prompt, chat=True)
 
     async def _complete(self, model, request, prompt: str, chat: bool):
-        try:
-            params = generation_params(request.sampling(), default_max_new_tokens=16 if not chat else 64)
-        except InvalidRequest as exc:
-            return openai_error(HTTPStatus.BAD_REQUEST, str(exc))
+        params = generation_params(request.sampling(), default_max_new_tokens=16 if not chat else 64)
         reply = _Reply(request.model, chat)
-        try:
-            if request.stream:
-                # stream() checks the prompt before the response starts, so a bad one is still a 400
-                return StreamingResponse(reply.sse(model.stream(prompt, params)), media_type="text/event-stream")
-            return reply.whole(await model.generate(prompt, params))
-        except InvalidRequest as exc:
-            return openai_error(HTTPStatus.BAD_REQUEST, str(exc))
+        if request.stream:
+            # stream() checks the prompt before the response starts, so a bad one is still a 400
+            return StreamingResponse(reply.sse(model.stream(prompt, params)), media_type="text/event-stream")
+        return reply.whole(await model.generate(prompt, params))
 
 
 class _Reply:

@@ -1,0 +1,244 @@
+"""The encoder pipeline, once: every protocol (V1/V2 through serving/kserve_adapter.py, OpenAI, TEI, Cohere/Jina
+rerank, the Hugging Face Inference API) calls an EncoderService, and each runtime supplies only where the forward
+pass runs (a ForwardBackend: huggingface/in_process_backend.py or transformer/triton_backend.py).
+
+encode:  texts -> token ids           (tasks/tokenization.py; truncation, request limits, the task's input check)
+run:     token ids -> model outputs   (the backend; the forward time comes back as a value, for request timing)
+results / the task operations: outputs -> plain Python values   (tasks/handlers.py)
+So both runtimes answer the same input with the same JSON.
+"""
+
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from ..config import ModelSettings
+from ..errors import InvalidRequest, WrongTask
+from ..serving.requests import check_texts
+from ..serving.timing import current_timing
+from ..tasks import PAIR_TASKS, Task
+from ..tasks.handlers import TaskHandler, label_scores, make_handler, relevance_score, sigmoid, softmax
+from ..tasks.params import RequestParams
+from ..tasks.tokenization import EncodedText, TextEncoder, effective_max_length, load_tokenizer
+
+Rows = list[dict[str, np.ndarray]]  # one dict of named model outputs per text, in the request's order
+ACTIVATIONS = {"softmax": softmax, "sigmoid": sigmoid, "none": None}
+
+
+@dataclass
+class Forward:
+    """What a backend returns for one request's texts."""
+
+    rows: Rows
+    forward_seconds: float | None = None  # the forward pass(es) alone; None: all of the wait was inference
+
+
+class ForwardBackend(Protocol):
+    """Where the forward pass runs: all that differs between the runtimes."""
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The model's token inputs, e.g. ("input_ids", "attention_mask", "token_type_ids"); known after load."""
+
+    @property
+    def dtype(self) -> str | None:
+        """The weights' dtype where this process knows it (GET /info), else None."""
+
+    def load(self, pad_id: int) -> None:
+        """Makes the model callable; `pad_id` is what the backend pads each forward pass's input_ids with."""
+
+    async def forward(self, encoded: list[EncodedText]) -> Forward:
+        """Model outputs per text, however the backend groups them into passes."""
+
+    def batching_limits(self) -> dict:
+        """{"max_batch_requests", "max_batch_tokens"}: texts and tokens per forward pass, None where unbounded."""
+
+    async def ready(self) -> bool:
+        """Whether a forward pass can run now (Triton: whether it has the model ready)."""
+
+    def stop(self) -> None:
+        """Releases what load took."""
+
+
+@dataclass
+class Encoded:
+    """One request's inputs, tokenized: what `run` takes."""
+
+    texts: list  # str, or (text, text_pair) tuples
+    params: RequestParams
+    items: list[EncodedText]
+    started: float
+
+    @property
+    def tokens(self) -> int:
+        return sum(len(e) for e in self.items)
+
+
+class EncoderService:
+    def __init__(self, settings: ModelSettings, backend: ForwardBackend):
+        self.settings = settings
+        self.backend = backend
+        self.text_encoder: TextEncoder | None = None
+        self.handler: TaskHandler | None = None
+
+    @property
+    def name(self) -> str:
+        return self.settings.model_name
+
+    @property
+    def task(self) -> Task:
+        return self.settings.task
+
+    @property
+    def loaded(self) -> bool:
+        return self.handler is not None
+
+    def load(self) -> None:
+        settings = self.settings
+        tokenizer = load_tokenizer(settings.model_dir, settings.tokenizer)
+        self.backend.load(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
+        max_length = effective_max_length(tokenizer, settings.model_dir, settings.tokenizer.max_length)
+        self.text_encoder = TextEncoder(tokenizer, max_length, settings.tokenizer, self.backend.input_names)
+        self.handler = make_handler(settings.task, tokenizer, settings.model_dir, settings.return_probabilities)
+
+    async def ready(self) -> bool:
+        return self.loaded and await self.backend.ready()
+
+    def stop(self) -> None:
+        self.backend.stop()
+
+    def limits(self) -> dict:
+        """The limits a client may want to know (GET /info): tokens per input, then texts and tokens per pass."""
+        encoder = self.text_encoder
+        return {"max_input_length": encoder.max_length if encoder else None, **self.backend.batching_limits()}
+
+    @property
+    def scores_pairs(self) -> bool:
+        """Whether the model is a cross-encoder: served as rerank (tasks/detect.py marks single-logit heads so),
+        or a sequence classifier whose head has a single logit."""
+        return self.task == Task.RERANK or (self.task == Task.SEQUENCE_CLASSIFICATION and self.handler is not None
+                                            and len(self.handler.id2label) == 1)
+
+    # --- the pipeline ----------------------------------------------------------------------------
+    def encode(self, texts: list, params: RequestParams | None = None) -> Encoded:
+        """Token ids per text (or pair), truncated as the request and --auto_truncate say, checked for the task."""
+        started = time.perf_counter()
+        params = params or RequestParams()
+        check_texts(texts, self.settings.max_request_items)
+        if self.task not in PAIR_TASKS and any(isinstance(t, tuple) for t in texts):
+            raise InvalidRequest(f"text pairs are accepted by sequence_classification and rerank models; this "
+                                 f"model serves {self.task}")
+        truncate = self.settings.auto_truncate if params.truncate is None else params.truncate
+        items = self.text_encoder.encode(texts, with_offsets=self.handler.needs_offsets, truncate=truncate,
+                                         direction=params.truncation_direction)
+        self.handler.check(items)
+        current_timing().add(self.name, "tokenization", time.perf_counter() - started)
+        return Encoded(texts=texts, params=params, items=items, started=started)
+
+    async def run(self, encoded: Encoded) -> Rows:
+        """The model's outputs per text; the wait is recorded as queue and inference time of the request."""
+        started = time.perf_counter()
+        forward = await self.backend.forward(encoded.items)
+        elapsed = time.perf_counter() - started
+        inference = elapsed if forward.forward_seconds is None else min(elapsed, forward.forward_seconds)
+        timing = current_timing()
+        timing.add(self.name, "queue", elapsed - inference)
+        timing.add(self.name, "inference", inference)
+        return forward.rows
+
+    def results(self, encoded: Encoded, rows: Rows) -> list:
+        """Each text's result as V1 answers it (tasks/handlers.py)."""
+        answers = [self.handler.result(row, item, text, encoded.params)
+                   for row, item, text in zip(rows, encoded.items, encoded.texts)]
+        self._finished(encoded)
+        return answers
+
+    def _finished(self, encoded: Encoded) -> None:
+        current_timing().add(self.name, "compute", time.perf_counter() - encoded.started)
+
+    async def _answer(self, texts: list, params: RequestParams) -> tuple[list, int]:
+        encoded = self.encode(texts, params)
+        return self.results(encoded, await self.run(encoded)), encoded.tokens
+
+    # --- the task operations: plain values in, plain values and the tokens used out ------------------
+    def _require(self, allowed: bool, what: str) -> None:
+        if not allowed:
+            raise WrongTask(f"model {self.name!r} serves {self.task}, which does not {what}")
+
+    async def embed(self, texts: list[str], normalize: bool | None = None, truncate: bool | None = None,
+                    truncation_direction: str = "right") -> tuple[list[list[float]], int]:
+        """One vector per text (normalize None: as the checkpoint's pooling config says)."""
+        self._require(self.task == Task.TEXT_EMBEDDING, "produce embeddings")
+        params = RequestParams(normalize=normalize, truncate=truncate, truncation_direction=truncation_direction)
+        return await self._answer(texts, params)
+
+    async def classify(self, inputs: list, activation: str | None = None, truncate: bool | None = None,
+                       truncation_direction: str = "right") -> tuple[list[list[dict]], int]:
+        """Every label with its score, best first, per text or (text, text_pair) pair. `activation` None: the
+        checkpoint's own (tasks/handlers.py score_function: sigmoid for multi-label and single-logit heads, raw
+        for regression, else softmax); or "softmax", "sigmoid", "none" (the logits)."""
+        self._require(self.task in PAIR_TASKS, "classify texts")
+        if activation is not None and activation not in ACTIVATIONS:
+            raise InvalidRequest(f"the activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        encoded = self.encode(inputs, RequestParams(truncate=truncate, truncation_direction=truncation_direction))
+        rows = await self.run(encoded)
+        function = getattr(self.handler, "scores", None) if activation is None else ACTIVATIONS[activation]
+        scores = [label_scores(row["logits"], self.handler.id2label, activation == "none", function) for row in rows]
+        self._finished(encoded)
+        return scores, encoded.tokens
+
+    async def rerank(self, query: str, documents: list[str], raw_scores: bool = False, truncate: bool | None = None,
+                     truncation_direction: str = "right") -> tuple[list[float], int]:
+        """The relevance of each document to the query, in the documents' order."""
+        self._require(self.scores_pairs, "score (query, document) pairs: serve a cross-encoder (--task rerank)")
+        params = RequestParams(truncate=truncate, truncation_direction=truncation_direction)
+        encoded = self.encode([(query, d) for d in documents], params)
+        scores = [relevance_score(row["logits"], raw_scores) for row in await self.run(encoded)]
+        self._finished(encoded)
+        return scores, encoded.tokens
+
+    async def token_classify(self, texts: list[str]) -> tuple[list[list[dict]], int]:
+        """The entities of each text, with character offsets (consecutive B-/I- tokens grouped)."""
+        self._require(self.task == Task.TOKEN_CLASSIFICATION, "classify tokens")
+        return await self._answer(texts, RequestParams())
+
+    async def fill_mask(self, texts: list[str], top_k: int | None = None) -> tuple[list, int]:
+        """The top_k candidates per mask token of each text."""
+        self._require(self.task == Task.FILL_MASK, "fill masks")
+        return await self._answer(texts, RequestParams.parse({"top_k": top_k}))
+
+    def tokenize(self, texts: list, add_special_tokens: bool = True) -> list[list[dict]]:
+        """Tokens per text (never truncated): id, text, whether special, character span in the input."""
+        check_texts(texts, self.settings.max_request_items)
+        tokenizer = self.text_encoder.tokenizer
+        special = set(tokenizer.all_special_ids)
+        result = []
+        for text in texts:
+            encoding = tokenizer(text, add_special_tokens=add_special_tokens, truncation=False,
+                                 return_offsets_mapping=tokenizer.is_fast)
+            spans = encoding.get("offset_mapping") or [(0, 0)] * len(encoding["input_ids"])
+            tokens = []
+            for token_id, (start, stop) in zip(encoding["input_ids"], spans):
+                is_special = token_id in special
+                piece = tokenizer.convert_ids_to_tokens(token_id) if is_special or start == stop else text[start:stop]
+                tokens.append({"id": int(token_id), "text": piece, "special": is_special,
+                               "start": None if is_special else int(start), "stop": None if is_special else int(stop)})
+            result.append(tokens)
+        return result
+
+    def decode(self, ids: list[list[int]], skip_special_tokens: bool = True) -> list[str]:
+        check_texts(ids, self.settings.max_request_items)
+        tokenizer = self.text_encoder.tokenizer
+        vocab_size = len(tokenizer)
+        for row, sequence in enumerate(ids):
+            bad = [i for i in sequence if not 0 <= i < vocab_size]
+            if bad:
+                raise InvalidRequest(f"ids[{row}] has {bad[:3]}; token ids run from 0 to {vocab_size - 1}")
+        return [tokenizer.decode(sequence, skip_special_tokens=skip_special_tokens) for sequence in ids]
+
+
+def split_rows(outputs: dict[str, np.ndarray], count: int) -> Rows:
+    """A batch's named outputs -> one dict of outputs per text."""
+    return [{name: value[row] for name, value in outputs.items()} for row in range(count)]
