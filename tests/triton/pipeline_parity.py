@@ -34,21 +34,24 @@ async def run_case(model, payload):
 
 async def main(spec):
     from hfserve.config import ModelSettings
-    from hfserve.huggingface.encoder_model import InProcessEncoderModel
+    from hfserve.core.encoder_service import EncoderService
+    from hfserve.huggingface.in_process_backend import InProcessBackend
+    from hfserve.serving.kserve_adapter import KServeEncoderModel
     from hfserve.tasks.detect import infer_task
-    from hfserve.transformer.model import TritonEncoderModel
+    from hfserve.transformer.triton_backend import TritonBackend
 
     compared, mismatches = 0, []
     for model_dir, triton_name, payload in spec["cases"]:
         settings = ModelSettings(model_name=triton_name, model_dir=Path(model_dir), task=infer_task(Path(model_dir)))
-        local = InProcessEncoderModel(settings, dtype="float32", device="cpu")
+        local = KServeEncoderModel(EncoderService(settings, InProcessBackend(settings, dtype="float32", device="cpu")))
         local.load()
-        remote = TritonEncoderModel(settings, spec["predictor"])
+        triton = TritonBackend(spec["predictor"], triton_name)
+        remote = KServeEncoderModel(EncoderService(settings, triton))
         remote.load()
         expected = await run_case(local, payload)
         got = await run_case(remote, payload)
         local.stop()
-        await remote.client.close()
+        await triton.client.close()
         compared += 1
         mismatches += [f"{triton_name}: {d}" for d in diff(expected, got)][:5]
     print(json.dumps({"compared": compared, "mismatches": mismatches}))

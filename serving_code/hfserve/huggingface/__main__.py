@@ -4,14 +4,13 @@ import logging
 import sys
 
 from .. import args as cli
-from ..serving.hf_inference import hf_inference_router
-from ..serving.openai.routes import openai_router
+from ..core.encoder_service import EncoderService
+from ..serving.kserve_adapter import KServeEncoderModel
+from ..serving.protocol_routers import protocol_routers
 from ..serving.server import HFModelServer
-from ..serving.tei.rerank import document_rerank_router
-from ..serving.tei.routes import tei_router_factory
 from ..tasks.detect import TaskDetectionError
-from .encoder_model import InProcessEncoderModel
 from .generative_model import GenerativeModel
+from .in_process_backend import InProcessBackend
 
 logger = logging.getLogger("hfserve")
 
@@ -26,10 +25,10 @@ def build_model(args):
         if args.engine != "torch" or args.quantize != "none":
             raise ValueError("--engine onnx and --quantize serve encoder tasks; generative tasks run with torch")
         return GenerativeModel(settings, dtype=args.dtype, device=args.device)
-    return InProcessEncoderModel(settings, dtype=args.dtype, device=args.device,
-                                 max_batch_size=args.max_batch_size, max_batch_delay_ms=args.max_batch_delay_ms,
-                                 max_batch_tokens=args.max_batch_tokens, engine=args.engine, quantize=args.quantize,
-                                 onnx_cache_dir=args.onnx_cache_dir)
+    backend = InProcessBackend(settings, dtype=args.dtype, device=args.device, max_batch_size=args.max_batch_size,
+                               max_batch_delay_ms=args.max_batch_delay_ms, max_batch_tokens=args.max_batch_tokens,
+                               engine=args.engine, quantize=args.quantize, onnx_cache_dir=args.onnx_cache_dir)
+    return KServeEncoderModel(EncoderService(settings, backend))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -42,8 +41,8 @@ def main(argv: list[str] | None = None) -> None:
     except (TaskDetectionError, ValueError, OSError) as error:
         sys.exit(f"hfserve: cannot serve {args.model_dir}: {error}")
     logger.info("serving %s as %s from %s", model.name, model.settings.task, args.model_dir)
-    HFModelServer(router_factories=(openai_router, tei_router_factory(args.max_concurrent_requests),
-                                   document_rerank_router, hf_inference_router), **cli.server_options(args)).start([model])
+    HFModelServer(router_factories=protocol_routers(args.max_concurrent_requests),
+                  **cli.server_options(args)).start([model])
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ from kserve.errors import InvalidInput
 
 from ..config import ModelSettings
 from ..engine.generator import GeneratorEngine, PreparedPrompt
-from ..serving.encoder_model import to_infer_output
 from ..serving.requests import TEXT_INPUT, parse_request
+from ..serving.v2_tensors import to_infer_output
 from ..tasks.generation import GeneratedToken, Generation, GenerationParams, generation_params, text_pieces
 from ..tasks.handlers import V2Output
 from ..tasks.params import InvalidRequest

@@ -13,13 +13,12 @@ import time
 from pathlib import Path
 
 from .. import args as cli
-from ..serving.hf_inference import hf_inference_router
-from ..serving.openai.routes import openai_router
+from ..core.encoder_service import EncoderService
+from ..serving.kserve_adapter import KServeEncoderModel
+from ..serving.protocol_routers import protocol_routers
 from ..serving.server import HFModelServer
-from ..serving.tei.rerank import document_rerank_router
-from ..serving.tei.routes import tei_router_factory
 from ..tasks.detect import TaskDetectionError
-from .model import TritonEncoderModel
+from .triton_backend import TritonBackend
 
 logger = logging.getLogger("hfserve")
 
@@ -45,12 +44,13 @@ def wait_for_model_dir(model_dir: Path, wait_s: float) -> bool:
         time.sleep(0.2)
 
 
-def build_model(args) -> TritonEncoderModel:
+def build_model(args) -> KServeEncoderModel:
     settings = cli.model_settings(args)
     if settings.task.is_generative:
         raise ValueError(f"task {settings.task.value!r} is generative; the kserve-huggingface-triton runtime serves "
                          "encoder tasks only: serve this model with the kserve-huggingface runtime")
-    return TritonEncoderModel(settings, args.predictor_host, args.triton_model_name, args.predictor_timeout_s)
+    backend = TritonBackend(args.predictor_host, args.triton_model_name or settings.model_name, args.predictor_timeout_s)
+    return KServeEncoderModel(EncoderService(settings, backend))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -63,9 +63,9 @@ def main(argv: list[str] | None = None) -> None:
     except (TaskDetectionError, ValueError, OSError) as error:
         sys.exit(f"hfserve: cannot serve {args.model_dir}: {error}")
     logger.info("serving %s as %s from %s, model on triton %s (model %s)", model.name, model.settings.task,
-                args.model_dir, args.predictor_host, model.client.model_name)
-    HFModelServer(router_factories=(openai_router, tei_router_factory(args.max_concurrent_requests),
-                                   document_rerank_router, hf_inference_router), **cli.server_options(args)).start([model])
+                args.model_dir, args.predictor_host, model.service.backend.client.model_name)
+    HFModelServer(router_factories=protocol_routers(args.max_concurrent_requests),
+                  **cli.server_options(args)).start([model])
 
 
 if __name__ == "__main__":
