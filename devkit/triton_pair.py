@@ -212,9 +212,10 @@ class TritonPair:
         self.stop()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m devkit.triton_pair",
-                                     description="Run the Triton launcher and the transformer together")
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m devkit.triton_pair", allow_abbrev=False,
+                                     description="Run the Triton launcher and the transformer together; other "
+                                                 "options go to the launcher")
     # The settings it passes on are the declared ones (loopback and MiniLM by default here); the rest is its own.
     config.add_field(parser, RepositoryConfig, "model_name", default="minilm")
     config.add_field(parser, ModelConfig, "model_dir", required=True)
@@ -230,7 +231,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="a process that ran this long restarts after the first delay again (kubelet: 10 min)")
     parser.add_argument("--transformer_arg", action="append", default=[],
                         help="one more argument for the transformer (repeat)")
-    args, extra = parser.parse_known_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, extra = build_parser().parse_known_args(argv)
 
     pair = TritonPair(args.model_dir, args.model_name, bind_address=args.bind_address, port=args.port,
                       grpc_port=args.grpc_port,
