@@ -20,6 +20,7 @@ import numpy as np
 from ..config import check_device, check_quantize_placement
 from ..tasks import ENCODER_TASKS, Task
 from ..tasks.detect import infer_task
+from ..tasks.embedding import read_embedding_modules
 from .onnx_export import default_onnx_cache_dir, prepare_onnx_model
 
 log = logging.getLogger("hfserve.engine")
@@ -39,7 +40,7 @@ class Device:
 
 
 class OnnxEncoderEngine:
-    def __init__(self, session, task: Task, config, path: Path):
+    def __init__(self, session, task: Task, config, path: Path, modules=None):
         self.session = session
         self.task = task
         self.config = config
@@ -51,7 +52,7 @@ class OnnxEncoderEngine:
             raise ValueError(f"{path}: graph inputs {sorted(missing)} are not token inputs {TOKEN_INPUT_ORDER}")
         from .encoder import output_specs
 
-        self.output_specs = output_specs(task, config)
+        self.output_specs = output_specs(task, config, modules)
         self.output_names = list(self.output_specs)
         self.providers = session.get_providers()
         self.device = Device("cuda" if self.providers[0] in GPU_PROVIDERS else "cpu")
@@ -74,7 +75,8 @@ class OnnxEncoderEngine:
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=providers)
         config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
-        engine = cls(session, task, config, path)
+        modules = read_embedding_modules(model_dir) if task == Task.TEXT_EMBEDDING else None
+        engine = cls(session, task, config, path, modules)
         log.info("onnx engine: %s on %s", path, engine.providers)
         return engine
 

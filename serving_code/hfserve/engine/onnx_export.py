@@ -32,7 +32,7 @@ from pathlib import Path
 
 from ..config import QUANTIZE_CHOICES
 from ..tasks import Task
-from ..tasks.embedding import read_pooling_config
+from ..tasks.embedding import read_embedding_modules
 
 SHIPPED_FILES = ("onnx/model.onnx", "model.onnx")
 TOKEN_STATE_OUTPUTS = ("last_hidden_state", "token_embeddings")
@@ -61,8 +61,10 @@ def prepare_onnx_model(model_dir: Path, task: Task, cache_dir: Path | None = Non
     if quantize not in QUANTIZE_CHOICES:
         raise ValueError(f"unknown quantization {quantize!r}; choose one of {', '.join(QUANTIZE_CHOICES)}")
     model_dir = Path(model_dir)
-    pooling = read_pooling_config(model_dir).mode if task == Task.TEXT_EMBEDDING else "none"
-    shipped = shipped_onnx(model_dir)
+    modules = read_embedding_modules(model_dir) if task == Task.TEXT_EMBEDDING else None
+    pooling = modules.mode if modules else "none"
+    # A shipped graph ends at the transformer: with a Dense or LayerNorm head, export the whole chain instead.
+    shipped = shipped_onnx(model_dir) if not (modules and modules.head) else None
     cache_dir = Path(cache_dir) if cache_dir else default_onnx_cache_dir()
     folder = cache_dir / _cache_key(model_dir, task, pooling, shipped)
     fp32 = folder / "model.onnx"

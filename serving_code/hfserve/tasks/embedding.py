@@ -7,40 +7,144 @@ from pathlib import Path
 
 import numpy as np
 
-POOLING_MODES = ("mean", "cls", "max", "lasttoken", "mean_sqrt_len")
+# sentence-transformers' pooling modes, in the order it concatenates them when a checkpoint asks for several.
+POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len", "weightedmean", "lasttoken")
+_MODE_NAMES = {"mean_sqrt_len_tokens": "mean_sqrt_len", "cls_token": "cls", "max_tokens": "max",
+               "mean_tokens": "mean", "weightedmean_tokens": "weightedmean"}
+# Activations a Dense module may name (sentence-transformers stores a class path; nothing else is imported).
+DENSE_ACTIVATIONS = ("Identity", "Tanh", "ReLU", "GELU", "Sigmoid", "SiLU", "LeakyReLU", "ELU", "Softplus",
+                     "Hardtanh", "Mish", "Softsign", "Tanhshrink")
+
+
+class UnsupportedModule(ValueError):
+    """A module of the checkpoint's modules.json that this server cannot run: it refuses to start rather than
+    serve vectors that differ from sentence-transformers'."""
 
 
 @dataclass(frozen=True)
-class PoolingConfig:
-    mode: str = "mean"
+class DenseLayer:
+    path: Path  # the module folder: config.json and its weights (linear.weight, linear.bias)
+    in_features: int
+    out_features: int
+    bias: bool
+    activation: str  # one of DENSE_ACTIVATIONS
+
+
+@dataclass(frozen=True)
+class LayerNormLayer:
+    path: Path  # weights norm.weight, norm.bias
+    dimension: int
+
+
+@dataclass(frozen=True)
+class EmbeddingModules:
+    """What sentence-transformers runs after the transformer, in modules.json's order: pooling (several modes are
+    concatenated), then Dense and LayerNorm layers, then optionally Normalize (always last)."""
+
+    pooling: tuple[str, ...] = ("mean",)
+    head: tuple[DenseLayer | LayerNormLayer, ...] = ()
     normalize: bool = False
 
+    @property
+    def mode(self) -> str:
+        return "+".join(self.pooling)
 
-def read_pooling_config(model_dir: Path) -> PoolingConfig:
-    """Pooling as a sentence-transformers checkpoint declares it (modules.json); mean pooling otherwise."""
-    modules_path = Path(model_dir) / "modules.json"
+    def dimension(self, hidden_size: int) -> int:
+        if self.head:
+            last = self.head[-1]
+            return last.out_features if isinstance(last, DenseLayer) else last.dimension
+        return hidden_size * len(self.pooling)
+
+
+# Kept for callers that need only these two facts.
+PoolingConfig = EmbeddingModules
+
+
+def read_embedding_modules(model_dir: Path) -> EmbeddingModules:
+    """The checkpoint's module chain (modules.json, both the 2.x-4.x `sentence_transformers.models.X` and the 5.x+
+    `sentence_transformers.*.modules.*.X` spellings); mean pooling for a plain transformers checkpoint."""
+    model_dir = Path(model_dir)
+    modules_path = model_dir / "modules.json"
     if not modules_path.is_file():
-        return PoolingConfig()
+        return EmbeddingModules()
     modules = json.loads(modules_path.read_text())
-    normalize = any(m.get("type", "").endswith(".Normalize") for m in modules)
-    mode = "mean"
-    for module in modules:
-        if module.get("type", "").endswith(".Pooling"):
-            mode = _pooling_mode(Path(model_dir) / module.get("path", "1_Pooling") / "config.json")
-    return PoolingConfig(mode=mode, normalize=normalize)
+    pooling: tuple[str, ...] | None = None
+    head: list[DenseLayer | LayerNormLayer] = []
+    normalize = False
+    for index, module in enumerate(modules):
+        kind = str(module.get("type", "")).rsplit(".", 1)[-1]
+        folder = model_dir / module.get("path", "")
+        where = f"{modules_path}: module {index} ({module.get('type')!r}, path {module.get('path', '')!r})"
+        if normalize:
+            raise UnsupportedModule(f"{where} comes after Normalize; this server supports Normalize only last")
+        if kind == "Transformer":
+            if index != 0 or module.get("path", "") not in ("", "."):
+                raise UnsupportedModule(f"{where}: the Transformer must be the first module, at the top folder")
+        elif kind == "Pooling":
+            if pooling is not None or head:
+                raise UnsupportedModule(f"{where}: one Pooling, directly after the Transformer, is supported")
+            pooling = _pooling_modes(folder / "config.json", where)
+        elif kind == "Dense":
+            if pooling is None:
+                raise UnsupportedModule(f"{where}: a Dense before Pooling (on token embeddings) is not supported")
+            head.append(_dense_layer(folder, where))
+        elif kind == "LayerNorm":
+            if pooling is None:
+                raise UnsupportedModule(f"{where}: a LayerNorm before Pooling is not supported")
+            config = _module_config(folder / "config.json", where)
+            head.append(LayerNormLayer(folder, int(config["dimension"])))
+        elif kind == "Dropout":
+            continue  # identity at inference
+        elif kind == "Normalize":
+            normalize = True
+        else:
+            raise UnsupportedModule(f"{where}: this server cannot run a {kind} module; supported: Transformer, "
+                                    "Pooling, Dense, LayerNorm, Dropout, Normalize")
+    return EmbeddingModules(pooling=pooling or ("mean",), head=tuple(head), normalize=normalize)
 
 
-def _pooling_mode(config_path: Path) -> str:
-    if not config_path.is_file():
-        return "mean"
-    config = json.loads(config_path.read_text())
-    if isinstance(config.get("pooling_mode"), str) and config["pooling_mode"] in POOLING_MODES:
-        return config["pooling_mode"]
-    for mode in ("cls_token", "lasttoken", "max_tokens", "mean_sqrt_len_tokens", "mean_tokens"):
-        if config.get(f"pooling_mode_{mode}"):
-            return {"cls_token": "cls", "max_tokens": "max", "mean_sqrt_len_tokens": "mean_sqrt_len",
-                    "mean_tokens": "mean"}.get(mode, mode)
-    return "mean"
+def read_pooling_config(model_dir: Path) -> EmbeddingModules:
+    return read_embedding_modules(model_dir)
+
+
+def _module_config(path: Path, where: str) -> dict:
+    if not path.is_file():
+        raise UnsupportedModule(f"{where}: {path} is missing")
+    return json.loads(path.read_text())
+
+
+def _pooling_modes(config_path: Path, where: str) -> tuple[str, ...]:
+    config = _module_config(config_path, where) if config_path.is_file() else {}
+    if config.get("include_prompt") is False:
+        raise UnsupportedModule(f"{where}: include_prompt=false (prompt tokens left out of pooling) is not supported")
+    raw = config.get("pooling_mode")
+    if raw is not None:
+        names = [raw] if isinstance(raw, str) else list(raw)
+    else:  # sentence-transformers before 5.x: one boolean per mode
+        names = [mode for mode in ("cls_token", "max_tokens", "mean_tokens", "mean_sqrt_len_tokens",
+                                   "weightedmean_tokens", "lasttoken") if config.get(f"pooling_mode_{mode}")]
+    modes = [_MODE_NAMES.get(name, name) for name in names]
+    unknown = [m for m in modes if m not in POOLING_MODES]
+    if unknown:
+        raise UnsupportedModule(f"{where}: pooling mode(s) {unknown} unknown; supported: {list(POOLING_MODES)}")
+    if raw is not None and not modes:
+        raise UnsupportedModule(f"{where}: no pooling mode")
+    return tuple(modes) or ("mean",)  # concatenated in this order, as sentence-transformers does
+
+
+def _dense_layer(folder: Path, where: str) -> DenseLayer:
+    config = _module_config(folder / "config.json", where)
+    activation = str(config.get("activation_function", "torch.nn.modules.activation.Tanh"))
+    name = activation.rsplit(".", 1)[-1]
+    if not activation.startswith("torch.nn.") or name not in DENSE_ACTIVATIONS:
+        raise UnsupportedModule(f"{where}: activation {activation!r} is not one of torch.nn's "
+                                f"{list(DENSE_ACTIVATIONS)}")
+    for key in ("module_input_name", "module_output_name"):
+        if config.get(key, "sentence_embedding") != "sentence_embedding":
+            raise UnsupportedModule(f"{where}: a Dense on {config[key]!r} (not the sentence embedding) is not "
+                                    "supported")
+    return DenseLayer(folder, int(config["in_features"]), int(config["out_features"]), bool(config.get("bias", True)),
+                      name)
 
 
 def finish_embedding(vector: np.ndarray, normalize: bool) -> np.ndarray:

@@ -36,6 +36,7 @@ from ..config import (
 )
 from ..tasks import ENCODER_TASKS, Task
 from ..tasks.detect import infer_task
+from ..tasks.embedding import read_embedding_modules
 
 MODEL_FILE = Path(__file__).with_name("model_py.py")
 # Exit status of the launcher and the builder when the checkpoint's task is generative.
@@ -102,7 +103,8 @@ def describe_model(model_dir: Path, task: Task, trust_remote_code: bool = False)
         engine = EncoderEngine.load(model_dir, task=task, dtype="float32", device="cpu",
                                     trust_remote_code=trust_remote_code)
         return engine.input_names, engine.output_specs
-    engine = EncoderEngine(model, task, torch.device("meta"))
+    modules = read_embedding_modules(Path(model_dir)) if task == Task.TEXT_EMBEDDING else None
+    engine = EncoderEngine(model, task, torch.device("meta"), modules)
     return engine.input_names, engine.output_specs
 
 
