@@ -89,8 +89,17 @@ class EmbeddingHandler(TaskHandler):
         self.normalize = read_pooling_config(model_dir).normalize
 
     def vector(self, outputs, params: RequestParams) -> np.ndarray:
+        """Normalized as the checkpoint (or the request) says; Matryoshka `dimensions` cut first, so a normalized
+        vector is unit length at its new width (as OpenAI and TEI answer, and as sentence-transformers' encode with
+        truncate_dim and normalize_embeddings computes it)."""
         normalize = self.normalize if params.normalize is None else params.normalize
-        return finish_embedding(outputs["embeddings"], normalize)
+        vector = outputs["embeddings"]
+        if params.dimensions is not None:
+            if params.dimensions > len(vector):
+                raise InvalidRequest(f"'dimensions' is {params.dimensions}, but this model's vectors have "
+                                     f"{len(vector)}")
+            vector = vector[:params.dimensions]
+        return finish_embedding(vector, normalize)
 
     def result(self, outputs, encoded, text, params):
         return self.vector(outputs, params).tolist()

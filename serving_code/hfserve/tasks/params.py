@@ -16,6 +16,10 @@ class RequestParams:
     truncate: bool | None = None  # cut inputs to the model's limit (default: the server's --auto_truncate)
     truncation_direction: str = "right"  # which end truncation cuts: right or left
     raw_scores: bool = False  # rerank: the model's logit instead of the sigmoid of it
+    prompt_name: str | None = None  # text_embedding: one of the checkpoint's prompts (tasks/prompts.py)
+    prompt: str | None = None  # text_embedding: a prompt text of the client's own
+    input_type: str | None = None  # text_embedding: Cohere/vLLM's use name, mapped to a prompt where one fits
+    dimensions: int | None = None  # text_embedding: Matryoshka truncation to the first N dimensions
 
     @classmethod
     def parse(cls, raw: Any) -> "RequestParams":
@@ -29,12 +33,26 @@ class RequestParams:
                 values[name] = _as_bool(name, raw[name])
         if raw.get("truncation_direction") is not None:
             values["truncation_direction"] = truncation_direction(raw["truncation_direction"])
+        for name in ("prompt_name", "prompt", "input_type"):
+            if raw.get(name) is not None:
+                if not isinstance(raw[name], str):
+                    raise InvalidRequest(f"'{name}' must be a string")
+                values[name] = raw[name]
+        if raw.get("dimensions") is not None:
+            values["dimensions"] = dimensions(raw["dimensions"])
         if raw.get("top_k") is not None:
             top_k = raw["top_k"]
             if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
                 raise InvalidRequest(f"'top_k' must be an integer from 1 to {MAX_TOP_K}")
             values["top_k"] = top_k
         return cls(**values)
+
+
+def dimensions(value: Any) -> int:
+    """A Matryoshka width: a positive integer (checked against the model's width when the vectors are made)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidRequest("'dimensions' must be a positive integer")
+    return value
 
 
 def truncation_direction(value: Any) -> str:

@@ -1,0 +1,67 @@
+"""Prompts and Matryoshka dimensions, as sentence-transformers' encode() applies them (tasks/prompts.py,
+tasks/handlers.py): per-request choice, 4xx naming what the checkpoint has, and truncate-then-normalize."""
+
+import json
+
+import numpy as np
+import pytest
+from hfserve.errors import InvalidRequest
+from hfserve.tasks.handlers import EmbeddingHandler
+from hfserve.tasks.params import RequestParams
+from hfserve.tasks.prompts import Prompts, apply_prompt
+
+
+def write_config(path, **config):
+    (path / "config_sentence_transformers.json").write_text(json.dumps(config))
+    return path
+
+
+def test_the_checkpoint_default_applies_unless_the_request_chooses(tmp_path):
+    prompts = Prompts.read(write_config(tmp_path, prompts={"query": "query: ", "document": "passage: "},
+                                        default_prompt_name="query"))
+    assert prompts.choose() == "query: "
+    assert prompts.choose(prompt_name="document") == "passage: "
+    assert prompts.choose(prompt_name="document", prompt="mine: ") == "mine: "  # free text wins, as in encode()
+    assert prompts.choose(input_type="search_document") == "passage: "
+    assert prompts.choose(input_type="clustering") == "query: "  # no clustering prompt: the default stays
+    assert apply_prompt(["a", "b"], "query: ") == ["query: a", "query: b"]
+
+
+def test_an_unknown_prompt_name_is_a_4xx_naming_the_ones_there_are(tmp_path):
+    prompts = Prompts.read(write_config(tmp_path, prompts={"query": "q: ", "doc": "d: "}))
+    assert prompts.choose() == ""
+    with pytest.raises(InvalidRequest, match="'doc', 'query'"):
+        prompts.choose(prompt_name="passage")
+    with pytest.raises(InvalidRequest, match="it has none"):
+        Prompts().choose(prompt_name="query")
+    with pytest.raises(InvalidRequest, match="input_type"):
+        prompts.choose(input_type="poetry")
+
+
+def test_the_server_default_must_exist_and_free_text_default_wins(tmp_path):
+    write_config(tmp_path, prompts={"query": "q: "})
+    with pytest.raises(ValueError, match="--default_prompt_name 'passage'"):
+        Prompts.read(tmp_path, default_name="passage")
+    assert Prompts.read(tmp_path, default_name="query").choose() == "q: "
+    assert Prompts.read(tmp_path, default_name="query", default_text="instruct: ").choose() == "instruct: "
+
+
+def test_request_parameters_are_checked():
+    params = RequestParams.parse({"prompt_name": "query", "dimensions": 8, "input_type": "search_query"})
+    assert (params.prompt_name, params.dimensions, params.input_type) == ("query", 8, "search_query")
+    for bad in ({"dimensions": 0}, {"dimensions": True}, {"dimensions": 2.5}, {"prompt_name": 3}):
+        with pytest.raises(InvalidRequest):
+            RequestParams.parse(bad)
+
+
+def test_dimensions_cut_then_normalize(minilm_dir):
+    from hfserve.tasks.tokenization import TokenizerOptions, load_tokenizer
+
+    handler = EmbeddingHandler(load_tokenizer(minilm_dir, TokenizerOptions()), minilm_dir, {})
+    raw = np.arange(1, 385, dtype=np.float32)
+    cut = handler.vector({"embeddings": raw}, RequestParams(dimensions=4))
+    np.testing.assert_allclose(cut, raw[:4] / np.linalg.norm(raw[:4]), rtol=1e-6)  # MiniLM normalizes
+    raw_cut = handler.vector({"embeddings": raw}, RequestParams(dimensions=4, normalize=False))
+    np.testing.assert_array_equal(raw_cut, raw[:4])
+    with pytest.raises(InvalidRequest, match="385.*384"):
+        handler.vector({"embeddings": raw}, RequestParams(dimensions=385))
