@@ -202,6 +202,11 @@ class ServingConfig:
                                         "own 'truncate'", parse=parse_bool, metavar="{true,false}")
     return_probabilities: bool = setting(False, "sequence_classification: add every label's probability to each "
                                                 "result")
+    default_prompt_name: str | None = setting(None, "text_embedding: the checkpoint prompt (config_sentence_"
+                                                    "transformers.json) put before every input a request does not "
+                                                    "choose one for; default: the checkpoint's default_prompt_name")
+    default_prompt: str | None = setting(None, "text_embedding: a prompt text put before every input a request does "
+                                               "not choose one for (wins over --default_prompt_name)")
     request_timing_logs: bool = setting(False, "Log kserve's per-request timing lines (wall/cpu time, "
                                                "pre/post-processing latency). Off by default: they cost a large "
                                                "share of the serving path's CPU")
@@ -346,7 +351,7 @@ def is_group(value) -> bool:
     return isinstance(value, type) and dataclasses.is_dataclass(value)
 
 
-def _hints(group: type) -> dict:
+def type_hints(group: type) -> dict:
     return typing.get_type_hints(group)
 
 
@@ -359,7 +364,7 @@ def _scalar_type(hint):
 
 def options(group: type) -> list[dataclasses.Field]:
     """The option fields of a group, those of its nested groups included."""
-    hints = _hints(group)
+    hints = type_hints(group)
     found = []
     for f in dataclasses.fields(group):
         if is_group(hints[f.name]):
@@ -398,7 +403,7 @@ def _add_field(target, f: dataclasses.Field, hint, required: bool) -> None:
 def add_to_parser(parser: argparse.ArgumentParser, *groups: type, required: tuple[str, ...] = ()) -> None:
     """Add each group's options to `parser`, in an argument group titled by the group's docstring."""
     for group in groups:
-        hints = _hints(group)
+        hints = type_hints(group)
         target = parser.add_argument_group(group.__doc__.strip().splitlines()[0])
         nested = []
         for f in dataclasses.fields(group):
@@ -415,12 +420,12 @@ def add_field(parser, group: type, name: str, *, default=dataclasses.MISSING, re
     if default is not dataclasses.MISSING:
         f = dataclasses.field(default=default, metadata=f.metadata)
         f.name = name
-    _add_field(parser, f, _hints(group)[name], required)
+    _add_field(parser, f, type_hints(group)[name], required)
 
 
 def from_namespace(group: type, args: argparse.Namespace):
     """The group (nested groups included) as parsed into `args`."""
-    hints = _hints(group)
+    hints = type_hints(group)
     values = {}
     for f in dataclasses.fields(group):
         values[f.name] = from_namespace(hints[f.name], args) if is_group(hints[f.name]) else getattr(args, f.name)
@@ -443,7 +448,7 @@ def to_dict(config) -> dict:
 
 def from_dict(group: type, data: dict):
     """The inverse of to_dict; each value goes through its field's parser, and unknown keys are refused."""
-    hints = _hints(group)
+    hints = type_hints(group)
     names = {f.name for f in dataclasses.fields(group)}
     unknown = set(data) - names
     if unknown:
@@ -470,7 +475,7 @@ def from_dict(group: type, data: dict):
 def to_argv(config, only_changed: bool = True) -> list[str]:
     """Options that give `config` to a command line generated from its groups (defaults left out)."""
     argv: list[str] = []
-    hints = _hints(type(config))
+    hints = type_hints(type(config))
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         if is_group(hints[f.name]):
@@ -511,3 +516,5 @@ class ModelSettings:
     return_probabilities: bool = False
     max_request_items: int = 64
     auto_truncate: bool = True  # cut over-long inputs to the model's limit unless a request says otherwise
+    default_prompt_name: str | None = None  # text_embedding (tasks/prompts.py)
+    default_prompt: str | None = None

@@ -21,6 +21,7 @@ from ..serving.timing import current_timing
 from ..tasks import PAIR_TASKS, Task
 from ..tasks.handlers import TaskHandler, label_scores, make_handler, relevance_score, sigmoid, softmax
 from ..tasks.params import RequestParams
+from ..tasks.prompts import Prompts, apply_prompt
 from ..tasks.tokenization import EncodedText, TextEncoder, effective_max_length, load_tokenizer
 
 Rows = list[dict[str, np.ndarray]]  # one dict of named model outputs per text, in the request's order
@@ -82,6 +83,7 @@ class EncoderService:
         self.backend = backend
         self.text_encoder: TextEncoder | None = None
         self.handler: TaskHandler | None = None
+        self.prompts: Prompts | None = None  # text_embedding only
 
     @property
     def name(self) -> str:
@@ -102,6 +104,8 @@ class EncoderService:
         max_length = effective_max_length(tokenizer, settings.model_dir, settings.tokenizer.max_length)
         self.text_encoder = TextEncoder(tokenizer, max_length, settings.tokenizer, self.backend.input_names)
         self.handler = make_handler(settings.task, tokenizer, settings.model_dir, settings.return_probabilities)
+        if settings.task == Task.TEXT_EMBEDDING:
+            self.prompts = Prompts.read(settings.model_dir, settings.default_prompt_name, settings.default_prompt)
 
     async def ready(self) -> bool:
         return self.loaded and await self.backend.ready()
@@ -130,12 +134,21 @@ class EncoderService:
         if self.task not in PAIR_TASKS and any(isinstance(t, tuple) for t in texts):
             raise InvalidRequest(f"text pairs are accepted by sequence_classification and rerank models; this "
                                  f"model serves {self.task}")
+        texts = self._with_prompt(texts, params)
         truncate = self.settings.auto_truncate if params.truncate is None else params.truncate
         items = self.text_encoder.encode(texts, with_offsets=self.handler.needs_offsets, truncate=truncate,
                                          direction=params.truncation_direction)
         self.handler.check(items)
         current_timing().add(self.name, "tokenization", time.perf_counter() - started)
         return Encoded(texts=texts, params=params, items=items, started=started)
+
+    def _with_prompt(self, texts: list, params: RequestParams) -> list:
+        """text_embedding: the request's (or the default) prompt before every text, as encode() puts it."""
+        if self.prompts is None:
+            if params.prompt_name is not None or params.prompt is not None:
+                raise InvalidRequest(f"prompts apply to text_embedding models; this model serves {self.task}")
+            return texts
+        return apply_prompt(texts, self.prompts.choose(params.prompt_name, params.prompt, params.input_type))
 
     async def run(self, encoded: Encoded) -> Rows:
         """The model's outputs per text; the wait is recorded as queue and inference time of the request."""
