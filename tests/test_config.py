@@ -77,12 +77,15 @@ def test_no_option_is_declared_twice_and_each_has_help():
     seen: dict[str, str] = {}
     for group in config.ALL_GROUPS:
         for f in dataclasses.fields(group):
-            if config.is_group(config._hints(group)[f.name]):
+            if config.is_group(config.type_hints(group)[f.name]):
                 continue
             assert f.name not in seen, f"--{f.name} is declared in {seen[f.name]} and {group.__name__}"
             seen[f.name] = group.__name__
             assert f.metadata.get("help"), f"--{f.name} has no help text"
     assert set(declared(*config.ALL_GROUPS)) == {f"--{name}" for name in seen}
+    used = {g for groups in (config.HUGGINGFACE_GROUPS, config.TRANSFORMER_GROUPS, config.LAUNCHER_GROUPS)
+            for g in groups}
+    assert used <= set(config.ALL_GROUPS)
 
 
 def test_the_dev_pair_passes_declared_settings_on_and_adds_only_its_own():
