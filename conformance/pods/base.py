@@ -50,32 +50,41 @@ def argv_int(args: list[str], flag: str) -> int | None:
     return None if value is None else int(value)
 
 
-# Clean-ups of everything started and not yet stopped: a crashed test run must not leave servers behind.
-_LIVE: dict[int, Callable[[], None]] = {}
-_LIVE_LOCK = threading.Lock()
-_TOKENS = itertools.count()
+class Leftovers:
+    """Clean-ups of everything started and not yet stopped, run at exit: a crashed test run must not leave
+    servers behind."""
+
+    def __init__(self) -> None:
+        self._cleanups: dict[int, Callable[[], None]] = {}
+        self._lock = threading.Lock()
+        self._tokens = itertools.count()
+        atexit.register(self.run)
+
+    def add(self, cleanup: Callable[[], None]) -> int:
+        with self._lock:
+            token = next(self._tokens)
+            self._cleanups[token] = cleanup
+        return token
+
+    def discard(self, token: int | None) -> None:
+        with self._lock:
+            self._cleanups.pop(token, None)
+
+    def run(self) -> None:
+        with self._lock:
+            cleanups = list(self._cleanups.values())
+            self._cleanups.clear()
+        for cleanup in cleanups:
+            with contextlib.suppress(Exception):
+                cleanup()
 
 
-def register_cleanup(cleanup: Callable[[], None]) -> int:
-    with _LIVE_LOCK:
-        token = next(_TOKENS)
-        _LIVE[token] = cleanup
-    return token
+LEFTOVERS = Leftovers()
 
 
-def unregister_cleanup(token: int | None) -> None:
-    with _LIVE_LOCK:
-        _LIVE.pop(token, None)
-
-
-@atexit.register
-def _clean_up_leftovers() -> None:
-    with _LIVE_LOCK:
-        cleanups = list(_LIVE.values())
-        _LIVE.clear()
-    for cleanup in cleanups:
-        with contextlib.suppress(Exception):
-            cleanup()
+def serving_container_of(names: list[str]) -> str:
+    """The container that owns the pod's serving port (the one KServe's Service targets)."""
+    return TRANSFORMER_CONTAINER if TRANSFORMER_CONTAINER in names else SERVING_CONTAINER
 
 
 @dataclass
@@ -158,8 +167,7 @@ class Pod(abc.ABC):
 
     @property
     def serving_container(self) -> str:
-        """The container that owns the pod's serving port (the one KServe's Service targets)."""
-        return TRANSFORMER_CONTAINER if self.has_transformer else SERVING_CONTAINER
+        return serving_container_of(list(self.containers))
 
     @property
     def triton_container(self) -> str | None:

@@ -49,17 +49,7 @@ from typing import Any
 
 from conformance.chart import REPO, build_pod
 from conformance.kserve_model.pod_assembly import MODEL_VOLUME
-from conformance.pods.base import (
-    NOT_RUN,
-    SERVING_CONTAINER,
-    TRANSFORMER_CONTAINER,
-    Container,
-    Pod,
-    PodError,
-    argv_int,
-    register_cleanup,
-    unregister_cleanup,
-)
+from conformance.pods.base import LEFTOVERS, NOT_RUN, Container, Pod, PodError, argv_int, serving_container_of
 from devkit.ports import reserve_ports
 
 PODMAN = os.environ.get("PODMAN", "podman")
@@ -258,7 +248,7 @@ class PodmanPod(Pod):
         root = Path(tempfile.mkdtemp(prefix=f"podman-{runtime}-", dir=work_dir))
         self = cls(runtime, manifest, str(model_dir), root, keep_work_dir)
         name = self.name
-        self._cleanup = register_cleanup(lambda: _remove_pod(name))
+        self._cleanup = LEFTOVERS.add(lambda: _remove_pod(name))
         try:
             self._create()
             podman("pod", "start", self.name, timeout=300)
@@ -270,8 +260,7 @@ class PodmanPod(Pod):
         return self
 
     def _serving_spec(self) -> dict[str, Any]:
-        names = [c["name"] for c in self.manifest["spec"]["containers"]]
-        wanted = TRANSFORMER_CONTAINER if TRANSFORMER_CONTAINER in names else SERVING_CONTAINER
+        wanted = serving_container_of([c["name"] for c in self.manifest["spec"]["containers"]])
         return next(c for c in self.manifest["spec"]["containers"] if c["name"] == wanted)
 
     def _create(self) -> None:
@@ -499,7 +488,7 @@ class PodmanPod(Pod):
         podman("pod", "rm", "--force", "--time", str(int(grace)), self.name, check=False, timeout=grace + 120)
         for vname in self.tmpfs_volumes:
             podman("volume", "rm", "--force", vname, check=False)
-        unregister_cleanup(self._cleanup)
+        LEFTOVERS.discard(self._cleanup)
         if not self.keep_work_dir:
             shutil.rmtree(self.work_dir, ignore_errors=True)
 

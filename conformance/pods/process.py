@@ -56,15 +56,7 @@ from typing import Any
 from conformance.chart import build_pod
 from conformance.kserve_model import NEWEST
 from conformance.kserve_model.pod_assembly import MODEL_VOLUME
-from conformance.pods.base import (
-    NOT_RUN,
-    Container,
-    Pod,
-    PodError,
-    argv_int,
-    register_cleanup,
-    unregister_cleanup,
-)
+from conformance.pods.base import LEFTOVERS, NOT_RUN, Container, Pod, PodError, argv_int
 from devkit.ports import reserve_ports
 
 # Paths a container may mount that must stay the host's own.
@@ -177,7 +169,7 @@ class ProcessContainer(Container):
                 self.proc.wait(timeout=0.2)
             if not (pids - {self.proc.pid}) and self.proc.poll() is not None or time.monotonic() > deadline:
                 break
-        unregister_cleanup(self._cleanup)
+        LEFTOVERS.discard(self._cleanup)
         self._cleanup = None
 
 
@@ -409,8 +401,8 @@ class EmulatedPod(Pod):
                         c.mnt_ns = ns
                         break
                 time.sleep(0.01)
-        unregister_cleanup(c._cleanup)
-        c._cleanup = register_cleanup(c.kill_all)
+        LEFTOVERS.discard(c._cleanup)
+        c._cleanup = LEFTOVERS.add(c.kill_all)
 
     def pid(self, container: str) -> int:
         """Pid of the container's main process (also its process group id)."""

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from conformance.pods.base import argv_value
-from conformance.targets.deployment import MINILM_DIM, Deployment, Target, wait_http_ready
+from conformance.targets.deployment import MINILM_DIM, Deployment, Target, floors, wait_http_ready
 from devkit.ports import reserve_port
 
 SIDECARS = ("queue-proxy", "storage-initializer", "istio-proxy")
@@ -196,8 +196,8 @@ class ClusterTarget(Target):
     kind = "cluster"
     # The MiniLM pair of the chart's examples: as on the pods target, without its own group and the tiny models.
     floor = 150
-    group_floors = {"bad_input": 70, "hf_inference": 5, "limits": 14, "openai": 9, "parity": 4, "tei": 7, "v1": 9,
-                    "v2_grpc": 8, "v2_rest": 9}
+    group_floors = floors({"bad_input": 88, "hf_inference": 7, "limits": 18, "openai": 12, "parity": 5, "tei": 10,
+                           "v1": 12, "v2_grpc": 10, "v2_rest": 12})
 
     def __init__(self, name: str, namespace: str, chart: Path, examples: list[str], keep: bool) -> None:
         super().__init__(name)

@@ -62,6 +62,11 @@ def wait_http_ready(url: str, model: str | None, timeout: float) -> None:
     raise TimeoutError(f"{url} not ready after {timeout:.0f}s: {last}")
 
 
+def floors(selected: dict[str, int]) -> dict[str, int]:
+    """About 80% of what each group selects: a group that loses most of its tests, or all, fails the run."""
+    return {group: max(1, int(0.8 * count)) for group, count in selected.items()}
+
+
 class Target:
     """What the suite runs against (--target). Subclasses: local, pods, URL, cluster.
 

@@ -17,6 +17,7 @@ from conformance.targets.deployment import (
     TINY_GENERATIVE_KINDS,
     Deployment,
     Target,
+    floors,
     wait_http_ready,
 )
 from devkit.ports import address_in_use
@@ -123,27 +124,19 @@ class LocalPool:
         self.stack.close()  # pods that never became deployments; stop() is idempotent
 
 
-class LocalTarget(Target):
-    """Both runtimes from the rendered chart as processes (conformance.pods.process), MiniLM and tiny models."""
+class PoolTarget(Target):
+    """A target whose pods this run starts (LocalPool); subclasses say how."""
 
-    kind = "local"
-    # About 80% of what runs here (2026-12: 214 tests; per group in the comments), so a lost group fails.
-    floor = 175
-    group_floors = {"bad_input": 70, "batching": 1, "degradation": 3, "hf_inference": 10, "limits": 14,  # 88 2 4 13 18
-                    "openai": 9, "parity": 4, "tasks": 21, "tei": 8, "v1": 9, "v2_grpc": 8, "v2_rest": 9}  # 12 5 27 11 12 10 12
+    startup_timeout = 420.0
+    local: LocalPool
 
-    def __init__(self, name: str = "local") -> None:
-        super().__init__(name)
-        from conformance.pods.process import EmulatedPod
+    def __init__(self, name: str | None = None) -> None:
+        super().__init__(name or self.kind)
+        self._tmp = tempfile.TemporaryDirectory(prefix=f"hfserve-{self.kind}-")
+        self.local = LocalPool(Path(self._tmp.name), self.pod_factory(), self.startup_timeout)
 
-        self._tmp = tempfile.TemporaryDirectory(prefix="hfserve-conformance-")
-        self.local = LocalPool(Path(self._tmp.name), EmulatedPod.start)
-
-    def tiny_pair_ids(self) -> list[tuple[str, str]]:
-        return [(f"huggingface-tiny-{k}", f"triton-tiny-{k}") for k in TINY_ENCODER_KINDS]
-
-    def generative_ids(self) -> list[str]:
-        return [f"huggingface-tiny-{k}" for k in TINY_GENERATIVE_KINDS]
+    def pod_factory(self):
+        raise NotImplementedError
 
     def get(self, dep_id: str) -> Deployment:
         return self.local.get(dep_id)
@@ -153,24 +146,36 @@ class LocalTarget(Target):
         self._tmp.cleanup()
 
 
-class PodsTarget(LocalTarget):
+class LocalTarget(PoolTarget):
+    """Both runtimes from the rendered chart as processes (conformance.pods.process), MiniLM and tiny models."""
+
+    kind = "local"
+    floor = 175  # 2026-12: 214 selected (per group below)
+    group_floors = floors({"bad_input": 88, "batching": 2, "degradation": 4, "hf_inference": 13, "limits": 18,
+                           "openai": 12, "parity": 5, "tasks": 27, "tei": 11, "v1": 12, "v2_grpc": 10, "v2_rest": 12})
+
+    def pod_factory(self):
+        from conformance.pods.process import EmulatedPod
+
+        return EmulatedPod.start
+
+    def tiny_pair_ids(self) -> list[tuple[str, str]]:
+        return [(f"huggingface-tiny-{k}", f"triton-tiny-{k}") for k in TINY_ENCODER_KINDS]
+
+    def generative_ids(self) -> list[str]:
+        return [f"huggingface-tiny-{k}" for k in TINY_GENERATIVE_KINDS]
+
+
+class PodsTarget(PoolTarget):
     """The MiniLM deployments as podman pods of the built images (conformance.pods.podman; make pod-test)."""
 
     kind = "pods"
-    # 2026-12: 194 tests selected (the MiniLM pair; no tiny models), per group in the comments.
-    floor = 180
-    group_floors = {"bad_input": 70, "batching": 1, "degradation": 3, "hf_inference": 5, "limits": 14,  # 88 2 5 7 18
-                    "openai": 9, "parity": 4, "pods": 9, "tei": 8, "v1": 9, "v2_grpc": 8, "v2_rest": 9}  # 12 5 12 11 12 10 12
+    startup_timeout = 600.0
+    floor = 180  # 2026-12: 194 selected (the MiniLM pair, no tiny models; per group below)
+    group_floors = floors({"bad_input": 88, "batching": 2, "degradation": 5, "hf_inference": 7, "limits": 18,
+                           "openai": 12, "parity": 5, "pods": 12, "tei": 11, "v1": 12, "v2_grpc": 10, "v2_rest": 12})
 
-    def __init__(self, name: str = "pods") -> None:
-        Target.__init__(self, name)
+    def pod_factory(self):
         from conformance.pods.podman import PodmanPod
 
-        self._tmp = tempfile.TemporaryDirectory(prefix="hfserve-pods-")
-        self.local = LocalPool(Path(self._tmp.name), PodmanPod.start, startup_timeout=600.0)
-
-    def tiny_pair_ids(self) -> list[tuple[str, str]]:
-        return []
-
-    def generative_ids(self) -> list[str]:
-        return []
+        return PodmanPod.start

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
-from conformance.targets.deployment import MINILM, Deployment, Target
+from conformance.targets.deployment import MINILM, Deployment, Target, floors
 
 
 def url_deployments(urls: list[str], model_names: list[str], runtimes: list[str], grpc_targets: list[str],
@@ -31,8 +31,8 @@ class UrlTarget(Target):
     kind = "url"
     # One URL selects 87 tests (2026-12), two URLs 181; what runs depends on the endpoint, so the floors are low.
     floor = 40
-    group_floors = {"bad_input": 35, "limits": 7, "v1": 4, "v2_rest": 4, "v2_grpc": 4, "openai": 4, "tei": 4,
-                    "hf_inference": 2}  # one URL: 44 9 6 6 5 6 6 3
+    group_floors = floors({"bad_input": 44, "limits": 9, "v1": 6, "v2_rest": 6, "v2_grpc": 5, "openai": 6, "tei": 6,
+                           "hf_inference": 3})  # what one URL selects
 
     def __init__(self, name: str, deployments: list[Deployment]) -> None:
         super().__init__(name)
