@@ -150,8 +150,9 @@ class EncoderService:
             return texts
         return apply_prompt(texts, self.prompts.choose(params.prompt_name, params.prompt, params.input_type))
 
-    async def run(self, encoded: Encoded) -> Rows:
-        """The model's outputs per text; the wait is recorded as queue and inference time of the request."""
+    async def run(self, encoded: Encoded) -> Forward:
+        """The model's outputs per text and the forward time; the wait is recorded as the request's queue and
+        inference time."""
         started = time.perf_counter()
         forward = await self.backend.forward(encoded.items)
         elapsed = time.perf_counter() - started
@@ -159,7 +160,7 @@ class EncoderService:
         timing = current_timing()
         timing.add(self.name, "queue", elapsed - inference)
         timing.add(self.name, "inference", inference)
-        return forward.rows
+        return forward
 
     def results(self, encoded: Encoded, rows: Rows) -> list:
         """Each text's result as V1 answers it (tasks/handlers.py)."""
@@ -173,7 +174,7 @@ class EncoderService:
 
     async def _answer(self, texts: list, params: RequestParams) -> tuple[list, int]:
         encoded = self.encode(texts, params)
-        return self.results(encoded, await self.run(encoded)), encoded.tokens
+        return self.results(encoded, (await self.run(encoded)).rows), encoded.tokens
 
     # --- the task operations: plain values in, plain values and the tokens used out ------------------
     def _require(self, allowed: bool, what: str) -> None:
@@ -196,7 +197,7 @@ class EncoderService:
         if activation is not None and activation not in ACTIVATIONS:
             raise InvalidRequest(f"the activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         encoded = self.encode(inputs, RequestParams(truncate=truncate, truncation_direction=truncation_direction))
-        rows = await self.run(encoded)
+        rows = (await self.run(encoded)).rows
         function = getattr(self.handler, "scores", None) if activation is None else ACTIVATIONS[activation]
         scores = [label_scores(row["logits"], self.handler.id2label, activation == "none", function) for row in rows]
         self._finished(encoded)
@@ -208,7 +209,7 @@ class EncoderService:
         self._require(self.scores_pairs, "score (query, document) pairs: serve a cross-encoder (--task rerank)")
         params = RequestParams(truncate=truncate, truncation_direction=truncation_direction)
         encoded = self.encode([(query, d) for d in documents], params)
-        scores = [relevance_score(row["logits"], raw_scores) for row in await self.run(encoded)]
+        scores = [relevance_score(row["logits"], raw_scores) for row in (await self.run(encoded)).rows]
         self._finished(encoded)
         return scores, encoded.tokens
 

@@ -54,7 +54,8 @@ class KServeEncoderModel(Model):
         return Job(request=request, encoded=self.service.encode(request.texts, request.params))
 
     async def predict(self, job: Job, headers: dict | None = None) -> Job:
-        job.results = self.service.results(job.encoded, await self.service.run(job.encoded))
+        forward = await self.service.run(job.encoded)
+        job.results = self.service.results(job.encoded, forward.rows)
         return job
 
     async def postprocess(self, job: Job, headers: dict | None = None) -> dict | InferResponse:
