@@ -44,6 +44,8 @@ def test_every_kind_has_its_status_and_the_familys_shape(name):
             assert body["error"]["message"] == str(error) and body["error"]["code"] == response.status_code
         elif name in ("tei", "hf"):
             assert set(body) == {"error", "error_type"} and body["error"] == str(error)
+        elif kind == "overloaded":
+            assert body == {"error": str(error), "error_type": "overloaded"}
         else:
             assert body == {"error": str(error)}
 

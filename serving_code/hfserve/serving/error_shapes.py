@@ -4,7 +4,7 @@ A family is chosen by the request's path (`family`). Every error is first reduce
 hfserve's own errors carry one (hfserve/errors.py); kserve's, FastAPI's and Starlette's are mapped here.
 
     family        routes                                   body
-    kserve        /v1/..., /v2/..., anything unlisted      {"error": message}
+    kserve        /v1/..., /v2/..., anything unlisted      {"error": message} (and "error_type" on a 429)
     tei           /embed, /predict, /rerank, ...           {"error": message, "error_type": kind}   (TEI)
     hf            POST /, /generate, /generate_stream      {"error": message, "error_type": kind}   (HF Inference)
     openai        /openai/v1/...                           {"error": {"message", "type", "code"}}
@@ -33,7 +33,7 @@ VERSIONS_MESSAGE = "model versions are not supported: send the request to the mo
 
 class Row(NamedTuple):
     status: int
-    label: str  # TEI/HF error_type, OpenAI error type
+    label: str | None  # TEI/HF error_type, OpenAI error type; on kserve routes an error_type only where set
 
 
 _COMMON = {
@@ -46,12 +46,13 @@ _COMMON = {
 }
 
 TABLES: dict[str, dict[str, Row]] = {
-    "kserve": {
-        **_COMMON,
-        "invalid_request": Row(HTTPStatus.BAD_REQUEST, "validation"),
-        "invalid_json": Row(HTTPStatus.BAD_REQUEST, "validation"),
-        "input_too_long": Row(HTTPStatus.BAD_REQUEST, "validation"),
-        "wrong_task": Row(HTTPStatus.BAD_REQUEST, "validation"),
+    "kserve": {  # kserve's {"error"}; a 429 also says "overloaded", as huggingface_hub's clients read it
+        **{kind: Row(row.status, None) for kind, row in _COMMON.items()},
+        "overloaded": _COMMON["overloaded"],
+        "invalid_request": Row(HTTPStatus.BAD_REQUEST, None),
+        "invalid_json": Row(HTTPStatus.BAD_REQUEST, None),
+        "input_too_long": Row(HTTPStatus.BAD_REQUEST, None),
+        "wrong_task": Row(HTTPStatus.BAD_REQUEST, None),
     },
     "tei": {  # text-embeddings-inference's own statuses
         **_COMMON,
@@ -180,7 +181,7 @@ def body(kind: str, message: str, path: str, status: int | None = None) -> tuple
     status = int(status or row.status)
     if name in ("openai", "rerank"):
         return status, {"error": {"message": message, "type": row.label, "code": status}}
-    if name in ("tei", "hf"):
+    if name in ("tei", "hf") or row.label:
         return status, {"error": message, "error_type": row.label}
     return status, {"error": message}
 

@@ -7,6 +7,7 @@ import concurrent.futures
 from collections.abc import Callable
 
 import kserve.model_server as kserve_model_server
+import orjson
 from fastapi import APIRouter, FastAPI
 from grpc import StatusCode, aio
 from grpc_interceptor.exceptions import GrpcException
@@ -101,6 +102,8 @@ class _PredictorAwareDataPlane(DataPlane):
             raise InvalidRequest(f"{INFERENCE_CONTENT_LENGTH_HEADER} is {declared[:40]!r}; it must be the length "
                                  f"of the JSON header, at most the body's {len(body)} bytes")
         try:
+            if declared is not None:
+                _check_binary_sizes(body, int(declared))
             return super().decode_inference_request(body, headers, model_name)
         except (InvalidRequest, InvalidInput):
             raise
@@ -126,6 +129,16 @@ class _PredictorAwareDataPlane(DataPlane):
         if is_ready and not disable_predictor_health_check:
             return not self.drain.draining and await _predictor_ready(self._model_registry.get_model(model_name))
         return is_ready
+
+
+def _check_binary_sizes(body: bytes, header_length: int) -> None:
+    """The tensors after the JSON header must be exactly as long as their binary_data_size say (kserve slices
+    silently: a truncated body would otherwise be read as shorter tensors)."""
+    header = orjson.loads(body[:header_length])
+    declared = sum(int((tensor.get("parameters") or {}).get("binary_data_size", 0)) for tensor in header["inputs"])
+    if declared != len(body) - header_length:
+        raise InvalidRequest(f"the binary tensors take {len(body) - header_length} bytes after the JSON header, "
+                             f"but their binary_data_size add up to {declared}")
 
 
 async def _predictor_ready(model) -> bool:
