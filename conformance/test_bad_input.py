@@ -77,6 +77,21 @@ CASES = [
     Case("openai-unknown-model", OAI, j({"model": "no-such-model", "input": "a"}), status=(404, 400)),
     Case("openai-too-many-items", OAI, j({"model": "{model}", "input": ["w"] * (MAX_ITEMS + 1)})),
     Case("openai-malformed-json", OAI, b'{"model": '),
+    # Issue 20's reproductions of 500s (security review L1): a lone surrogate, 100k-deep nesting, on every family
+    Case("v1-lone-surrogate-plain-text", V1, b'{"instances": ["a \\ud800"]}', content_type="text/plain"),
+    Case("v1-deeply-nested-plain-text", V1, b'{"instances": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+         content_type="text/plain"),
+    Case("v2-lone-surrogate", V2, b'{"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], '
+                                  b'"data": ["\\ud800"]}]}', status=(400,)),
+    Case("v2-deeply-nested-data", V2, v2(shape=(1,), data=[json.loads("[" * 900 + '"a"' + "]" * 900)]),
+         status=(400,)),
+    Case("openai-lone-surrogate", OAI, b'{"model": "{model}", "input": "\\ud800"}', status=(400,)),
+    Case("tei-embed-lone-surrogate", "/embed", b'{"inputs": "\\ud800"}', status=(422,)),
+    Case("tei-embed-deeply-nested", "/embed", b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+         status=(422,)),
+    Case("tei-embed-nan", "/embed", b'{"inputs": "a", "normalize": NaN}', status=(422,)),
+    Case("hf-root-lone-surrogate", "/", b'{"inputs": "\\ud800"}', status=(400,)),
+    Case("hf-root-deeply-nested", "/", b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", status=(400,)),
 ]
 
 # Valid but unusual text: either served (200, one finite vector per item) or refused with a 4xx

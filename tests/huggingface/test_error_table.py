@@ -86,7 +86,7 @@ CASES = [
     ("kserve", "invalid_request", "minilm", V2, {"content": escaped(v2(["\ud800"])), "headers": JSON}),
     ("kserve", "invalid_request", "minilm", V2, {"content": deep("inputs"), "headers": JSON}),
     ("kserve", "invalid_request", "minilm", V2, {"json": {"inputs": [{  # under Python's recursion limit, over ours
-        "name": "text", "datatype": "BYTES", "shape": [1], "data": json.loads("[" * 200 + '"a"' + "]" * 200)}]}}),
+        "name": "text", "datatype": "BYTES", "shape": [1], "data": json.loads("[" * 900 + '"a"' + "]" * 900)}]}}),
     ("kserve", "invalid_request", "minilm", V2, {"content": b"{}", "headers": {
         "inference-header-content-length": "2", "content-type": "application/octet-stream"}}),
     ("kserve", "invalid_request", "minilm", V2, {"content": b"{}", "headers": {
