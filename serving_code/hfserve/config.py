@@ -166,7 +166,10 @@ class TokenizerConfig:
 
 @dataclass(frozen=True)
 class BatchingConfig:
-    """batching (encoder tasks): runtime 1's batcher, and model.py inside Triton's batches"""
+    """batching (encoder tasks)
+
+    Runtime 1's dynamic batcher, and Triton's batches with model.py's passes inside them.
+    """
 
     max_batch_size: int = setting(32, "Most texts in one forward pass (Triton: its max_batch_size)",
                                   parse=positive_int)
@@ -182,7 +185,7 @@ class BatchingConfig:
 
 @dataclass(frozen=True)
 class BatchWaitConfig:
-    """dynamic batching in this process"""
+    """batching in this process (runtime 1)"""
 
     max_batch_delay_ms: float = setting(0.0, "How long a batch that is not full may wait for more texts; 0 batches "
                                              "only what queued while the previous forward pass ran")
