@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: help venv serve serve-triton \
-  lint test conformance chart-lint chart-test actionlint \
+  lint test test-fast test-unit test-server test-triton test-pods test-soak test-gpu-pack conformance chart-lint chart-test actionlint \
   bench bench-engines load chaos rss-soak \
   gpu-info gpu-wheelhouse gpu-check gpu-check-dry conformance-gpu \
   images base-image wheelhouse podman-conf pod-test ci-tools \
@@ -70,12 +70,34 @@ serve-triton: $(STAMP) ## Serve MODEL_DIR with the Triton runtime: transformer o
 lint: $(STAMP) ## ruff: pyflakes errors and import order across the Python code
 	$(VENV)/bin/ruff check serving_code tests conformance loadtests devkit charts/tools
 
-test: $(STAMP) ## Run the whole test suite: lint, unit, server, Triton, chart and workflow tests, `make conformance`, then `make pod-test`
+# Tiers (markers given by tests/conftest.py, listed in pyproject.toml): unit, server, triton, pods, soak; `fast`
+# is unit plus the cheap runtime-1 modules. Reports: reports/junit/ (JUnit XML), the 30 slowest tests printed.
+PYTEST_REPORT = --durations=30 --junitxml=reports/junit/$(1).xml
+test: $(STAMP) ## Run the whole test suite: lint, every tier of tests/ but the GPU pack, `make conformance`, then `make pod-test`
 	$(MAKE) lint
-	$(PY) -m pytest -q -rs
+	$(PY) -m pytest -q -rs -m "not gpu_pack" $(call PYTEST_REPORT,tests)
 	$(MAKE) conformance TARGET=local
 	$(MAKE) ci-tools
 	$(MAKE) pod-test
+
+test-fast: $(STAMP) ## Lint, then the unit tier and the cheap runtime-1 tests (a few minutes on 2 cores)
+	$(MAKE) lint
+	$(PY) -m pytest -q -rs -m fast $(call PYTEST_REPORT,fast)
+
+TIER = $(PY) -m pytest -q -rs -m "$(1) and not gpu_pack" $(call PYTEST_REPORT,$(1))
+test-unit: $(STAMP) ## Tier unit: no server process (chart renders and models, task logic, engines, tooling)
+	$(call TIER,unit)
+test-server: $(STAMP) ## Tier server: runtime-1 processes (tests/huggingface, runtime 1 in tests/reference, options, fuzz)
+	$(call TIER,server)
+test-triton: $(STAMP) ## Tier triton: real tritonserver (tests/triton, runtime 2 in tests/reference)
+	$(call TIER,triton)
+test-pods: $(STAMP) ## Tier pods: chart-built pods (pod emulation); the cluster tests when KUBECONFIG has one
+	$(call TIER,pods)
+test-soak: $(STAMP) ## Tier soak: chaos, the short load run (the GPU pack is `make test-gpu-pack`)
+	$(call TIER,soak)
+
+test-gpu-pack: $(STAMP) ## The GPU pack for Python 3.12 within its budget and `make gpu-check-dry` (downloads wheels; minutes)
+	$(PY) -m pytest -q -rs -m gpu_pack tests/test_gpu_pack.py $(call PYTEST_REPORT,gpu-pack)
 
 ## TARGET: what conformance and load test: local (the chart's runtimes on loopback), pods, cluster, URLs
 TARGET ?= local

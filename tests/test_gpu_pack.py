@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.gpu_pack
 @pytest.mark.timeout(900)
 def test_the_python_312_pack_fits_the_budget(tmp_path):
     out = tmp_path / "wheelhouse"
@@ -37,9 +38,10 @@ def test_the_python_312_pack_fits_the_budget(tmp_path):
     assert (out / gpu_pack.MODEL_FILES / "tokenizer.json").is_file()
 
 
+@pytest.mark.gpu_pack
 @pytest.mark.timeout(1200)
 def test_the_dry_run_needs_only_torch_and_transformers_beside_the_pack():
-    dry = ROOT / ".gpu-check-dry"
+    dry = ROOT / "build" / "gpu-check-dry"
     done = subprocess.run(["make", "-s", "gpu-check-dry"], cwd=ROOT, capture_output=True, text=True, timeout=1150)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     venv_python = dry / "venv" / "bin" / "python"

@@ -30,8 +30,8 @@ def run_actionlint(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
                           text=True, timeout=120)
 
 
-def test_the_three_workflows_exist():
-    assert {p.name for p in WORKFLOWS} >= {"ci.yml", "e2e-kind.yml", "gpu.yml"}
+def test_the_workflows_exist():
+    assert {p.name for p in WORKFLOWS} >= {"ci.yml", "e2e-kind.yml", "gpu.yml", "gpu-pack.yml"}
 
 
 def test_actionlint_finds_nothing():
@@ -105,6 +105,24 @@ def test_ci_runs_make_test_on_python_311():
     steps = [s for job in doc["jobs"].values() for s in job["steps"]]
     assert any(s.get("run") == "make test" for s in steps)
     assert any(s.get("with", {}).get("python-version") == "3.11" for s in steps)
+
+
+def test_the_gpu_pack_runs_outside_make_test_when_its_inputs_change():
+    """`make test` leaves out the GPU pack (minutes of downloads); its own workflow runs it on a path filter
+    covering what it checks, and nightly."""
+    doc = yaml.safe_load((REPO / ".github" / "workflows" / "gpu-pack.yml").read_text())
+    on = doc.get("on") or doc.get(True)  # PyYAML reads the key `on` as True
+    for event in ("push", "pull_request"):
+        paths = set(on[event]["paths"])
+        assert {"loadtests/gpu_*.py", "requirements/gpu-check.txt", "Makefile"} <= paths, (event, paths)
+    assert on.get("schedule"), "no nightly run"
+    runs = [s.get("run") for job in doc["jobs"].values() for s in job["steps"]]
+    assert "make test-gpu-pack" in runs, runs
+    makefile = (REPO / "Makefile").read_text()
+    test_recipe = re.search(r"^test:.*\n((?:\t.*\n)+)", makefile, re.M).group(1)
+    assert '-m "not gpu_pack"' in test_recipe, test_recipe
+    gpu_pack = re.search(r"^test-gpu-pack:.*\n((?:\t.*\n)+)", makefile, re.M).group(1)
+    assert "-m gpu_pack" in gpu_pack and "tests/test_gpu_pack.py" in gpu_pack, gpu_pack
 
 
 def _e2e_job() -> tuple[dict, dict]:
