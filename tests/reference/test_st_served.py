@@ -1,0 +1,102 @@
+"""A checkpoint as sentence-transformers saves a current embedder (Transformer, mean Pooling, a Dense head, Normalize,
+prompts with a default), served by both runtimes: every route gives `SentenceTransformer.encode`'s vectors, with
+the default prompt, a chosen prompt_name, a free-text prompt, and Matryoshka dimensions (encode's truncate_dim,
+renormalized)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.sentence_transformer import modules as st
+
+from devkit.tiny_models import SENTENCES, build_tiny_model
+
+from ..servers import LaunchedTriton, ServerStarter
+
+pytestmark = pytest.mark.timeout(900)
+
+TEXTS = ["Paris is the capital of France.", "the cat sat on the mat", " ".join(SENTENCES)]
+PROMPTS = {"query": "query: ", "document": "passage: "}
+NAME = "prompted"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("st-prompted")
+    base = build_tiny_model("text_embedding", root / "base")
+    torch.manual_seed(1)
+    transformer = st.Transformer(str(base), max_seq_length=40)
+    dim = transformer.get_embedding_dimension()
+    model = SentenceTransformer(modules=[transformer, st.Pooling(dim, pooling_mode="mean"),
+                                         st.Dense(dim, 16, activation_function=torch.nn.Tanh()), st.Normalize()],
+                                prompts=PROMPTS, default_prompt_name="query", device="cpu")
+    model.save(str(root / NAME))
+    return root / NAME
+
+
+@pytest.fixture(scope="module")
+def reference(checkpoint):
+    return SentenceTransformer(str(checkpoint), device="cpu")
+
+
+@pytest.fixture(scope="module", params=["huggingface", "triton"])
+def server_url(request, checkpoint, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp(f"served-{request.param}")
+    starter = ServerStarter(workdir / "logs")
+    triton = None
+    try:
+        if request.param == "huggingface":
+            server = starter.start("hfserve.huggingface", checkpoint, NAME, ready_path="/v2/models/{model}/ready")
+        else:
+            export = workdir / "tokenizer"
+            triton = LaunchedTriton(checkpoint, NAME, workdir, "--tokenizer_export_dir", str(export)).start(600)
+            server = starter.start("hfserve.transformer", export, NAME, "--predictor_host", triton.grpc_target,
+                                   ready_path="/v2/models/{model}/ready", timeout=300)
+        yield server.url
+    finally:
+        starter.stop_all()
+        if triton is not None:
+            triton.stop()
+
+
+def v1(url: str, **parameters) -> np.ndarray:
+    body = {"instances": TEXTS, **({"parameters": parameters} if parameters else {})}
+    response = httpx.post(f"{url}/v1/models/{NAME}:predict", json=body, timeout=120)
+    assert response.status_code == 200, response.text
+    return np.asarray(response.json()["predictions"])
+
+
+def test_default_prompt_and_dense_head(server_url, reference):
+    expected = reference.encode(TEXTS)  # the checkpoint's default prompt, "query: "
+    assert expected.shape == (3, 16)
+    np.testing.assert_allclose(v1(server_url), expected, atol=1e-5, rtol=0)
+    without = reference.encode(TEXTS, prompt="")
+    assert np.abs(expected - without).max() > 1e-3  # so the prompt really changes the vectors
+
+
+def test_chosen_prompts(server_url, reference):
+    np.testing.assert_allclose(v1(server_url, prompt_name="document"),
+                               reference.encode(TEXTS, prompt_name="document"), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(v1(server_url, prompt="Represent this: "),
+                               reference.encode(TEXTS, prompt="Represent this: "), atol=1e-5, rtol=0)
+
+
+def test_matryoshka_dimensions(server_url, reference):
+    expected = reference.encode(TEXTS, truncate_dim=8, normalize_embeddings=True)
+    got = v1(server_url, dimensions=8)
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1, atol=1e-5)
+
+
+def test_unknown_prompt_and_too_many_dimensions_are_4xx(server_url):
+    response = httpx.post(f"{server_url}/v1/models/{NAME}:predict",
+                          json={"instances": TEXTS, "parameters": {"prompt_name": "poem"}}, timeout=60)
+    assert response.status_code == 400 and "'document', 'query'" in response.json()["error"], response.text
+    response = httpx.post(f"{server_url}/v1/models/{NAME}:predict",
+                          json={"instances": TEXTS, "parameters": {"dimensions": 17}}, timeout=60)
+    assert response.status_code == 400 and "16" in response.json()["error"], response.text
