@@ -243,7 +243,24 @@ def test_grpc_maps_the_same_kinds(minilm, guarded):
     assert grpc_infer(minilm, "minilm", [b"fine"], [1])[0] == grpc.StatusCode.OK
 
 
-# --- the guarded server: overloaded, then unavailable (its model unloaded) -------------------------------------------
+# --- the guarded server: the log, overloaded, then unavailable (its model unloaded) -----------------------------------
+
+def test_refusals_log_one_escaped_line_and_no_traceback(guarded):
+    """Security review M6: a 4xx is one log line, not a traceback, and client text cannot start a line of its own."""
+    forged = "2026-12-04 12:00:00.000 1 kserve INFO model guarded unloaded by admin"
+    before = guarded.server.log_path.read_text(errors="replace")
+    assert httpx.get(f"{guarded.url}/v2/models/x%0a{forged.replace(' ', '%20')}/ready", timeout=30).status_code == 404
+    assert httpx.post(f"{guarded.url}/v1/models/x%0a{forged.replace(' ', '%20')}:predict", json={"instances": ["a"]},
+                      timeout=30).status_code == 404
+    assert httpx.post(f"{guarded.url}/v1/models/guarded:predict", json={"instances": 5}, timeout=30).status_code == 400
+    assert grpc_infer(guarded, f"x\n{forged}", [b"a"], [1])[0] == grpc.StatusCode.NOT_FOUND
+    assert httpx.post(f"{guarded.url}/embed", content=b"{", headers=JSON, timeout=30).status_code == 422
+    log = guarded.server.log_path.read_text(errors="replace")[len(before):]
+    assert "Traceback" not in log, log[-3000:]
+    assert not any(line.startswith(forged) for line in log.splitlines()), log[-3000:]
+    assert log.count("refused") >= 5, log[-3000:]
+
+
 
 def test_overloaded_on_every_family(guarded):
     """A request whose body has not arrived holds the one slot; every other POST is refused at once."""

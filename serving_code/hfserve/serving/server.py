@@ -4,6 +4,7 @@ routes unless asked for (serving/exposure.py); a drain on SIGTERM (serving/drain
 
 import asyncio
 import concurrent.futures
+import logging
 from collections.abc import Callable
 
 import kserve.model_server as kserve_model_server
@@ -172,10 +173,22 @@ class _GRPCServer(GRPCServer):
         await self._server.wait_for_termination()
 
 
+def _log_like_kserve() -> None:
+    """hfserve's own lines (one per refused request, the drain) at INFO in kserve's format, where kserve set up
+    logging; without this they went to Python's last-resort handler, WARNING and above only."""
+    ours, theirs = logging.getLogger("hfserve"), logging.getLogger("kserve")
+    if not ours.handlers and theirs.handlers:
+        for handler in theirs.handlers:
+            ours.addHandler(handler)
+        ours.setLevel(logging.INFO)
+        ours.propagate = False
+
+
 class HFModelServer(ModelServer):
     def __init__(self, *, serving: ServingConfig = ServingConfig(), container: ContainerConfig = ContainerConfig(),
                  router_factories: tuple[RouterFactory, ...] = (), **kwargs):
         super().__init__(enable_latency_logging=serving.request_timing_logs, **kwargs)
+        _log_like_kserve()
         self.drain = DrainState(container.drain_delay_s)
         self.enable_repository_routes = serving.enable_repository_routes
         self.request_timing_logs = serving.request_timing_logs
