@@ -2,7 +2,8 @@
 # Fill images/wheelhouse/ with the wheels of the CPU images (`make wheelhouse`, run by `make images`).
 #
 # Every wheel is pinned by requirements/{runtime,transformer,constraints}.txt; nvidia-pytriton (the
-# Triton the CPU Triton image runs) is pinned in constraints.txt too. torch must be the CPU build: pip
+# Triton the CPU Triton image runs) is pinned in constraints.txt too; pyproject.toml's build requirements
+# (setuptools) build hfserve itself. torch must be the CPU build: pip
 # finds it in its configured find-links (`pip config list`) or in TORCH_INDEX_URL
 # (https://download.pytorch.org/whl/cpu); a CUDA torch from PyPI would add GBs of nvidia-* wheels,
 # so the script stops instead. Downloads are kept in WHEELHOUSE_CACHE under a hash of the
@@ -19,7 +20,8 @@ TORCH=$(pin torch)
 PYTRITON=$(pin nvidia-pytriton)
 [[ -n $TORCH && -n $PYTRITON ]] || { echo "torch or nvidia-pytriton is not pinned in requirements/constraints.txt" >&2; exit 1; }
 
-KEY=$(cat "${REQS[@]}" "$0" | sha256sum | cut -c1-16)
+BUILD_REQS=$("$PY" -c 'import tomllib; print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))')
+KEY=$({ cat "${REQS[@]}" "$0"; echo "$BUILD_REQS"; } | sha256sum | cut -c1-16)
 DIR=$CACHE/$KEY
 PIP=("$PY" -m pip download --quiet --disable-pip-version-check --only-binary=:all:
      ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"})
@@ -36,7 +38,7 @@ if [[ ! -f $DIR/.complete ]]; then
     exit 1
   fi
   "${PIP[@]}" --dest "$TMP" -r requirements/runtime.txt -r requirements/transformer.txt \
-    -c requirements/constraints.txt "nvidia-pytriton==$PYTRITON" 2> >(grep -v '^WARNING: Location' >&2)
+    -c requirements/constraints.txt "nvidia-pytriton==$PYTRITON" $BUILD_REQS 2> >(grep -v '^WARNING: Location' >&2)
   if compgen -G "$TMP/nvidia_cu*" >/dev/null || compgen -G "$TMP/nvidia_*_cu1*" >/dev/null; then
     echo "CUDA wheels in the wheelhouse: $(cd "$TMP" && ls nvidia_* | tr '\n' ' ')" >&2
     exit 1
