@@ -152,6 +152,26 @@ def test_target_rules(target):
         "the target imports its entry module at build time"
 
 
+PIP_ARGS = {"PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_NO_INDEX", "PIP_CERT"}
+
+
+def test_pip_settings_reach_every_stage_that_runs_pip():
+    """A build ARG ends with its stage: a stage FROM another one does not see it. Every stage that runs pip
+    either declares pip's ARGs itself or descends from the stage that writes them to PIP_CONFIG_FILE."""
+    _, stages = _parse()
+    for name, stage in stages.items():
+        if not any(w == "RUN" and "pip install" in r for w, r in stage.instructions):
+            continue
+        declared = {r.split("=")[0] for w, r in stage.instructions if w == "ARG"}
+        inherited = [i for s in _chain(stages, name)[:-1] for i in s.instructions]
+        config = any(w == "ENV" and "PIP_CONFIG_FILE=" in r for w, r in inherited + stage.instructions)
+        assert PIP_ARGS <= declared or config, f"stage {name} runs pip without the PIP_* build args"
+        if config:
+            writer = " ".join(r for w, r in inherited + stage.instructions if w == "RUN")
+            assert all(f"${{{a}:-}}" in writer for a in PIP_ARGS), "every PIP_* build arg goes to the config file"
+        assert "--find-links /wheelhouse" in " ".join(r for w, r in stage.instructions if w == "RUN"), name
+
+
 def test_triton_target_swaps_in_the_python_311_backend_stub():
     _, stages = _parse()
     final = _final(stages, "triton")
