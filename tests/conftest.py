@@ -1,4 +1,9 @@
-"""Shared fixtures: real models (packaged MiniLM, tiny local checkpoints) and real servers on loopback."""
+"""Shared fixtures: real models (packaged MiniLM, tiny local checkpoints) and real servers on loopback; the tiers.
+
+Every test gets exactly one tier marker (see TIERS in pyproject.toml and `make help`): unit (no server process),
+server (runtime-1 processes), triton (real tritonserver), pods (chart-built pods or a cluster), soak (minutes of
+load, faults or packing). `make test-fast` is unit plus the server modules listed in FAST_SERVER_MODULES.
+"""
 
 import os
 from pathlib import Path
@@ -12,7 +17,88 @@ from hfserve.packaged_model import packaged_model_dir  # noqa: E402
 
 from devkit.tiny_models import build_tiny_model  # noqa: E402
 
-from .servers import RunningServer, ServerStarter  # noqa: E402
+from .servers import (  # noqa: E402
+    MINILM_TRITON,
+    TINY_TRITON,
+    USERS,
+    MiniLMTritonStack,
+    ServerStarter,
+    SharedRuntime1,
+    SharedStacks,
+    TinyTriton,
+    module_of,
+)
+
+TIERS = ("unit", "server", "triton", "pods", "soak")
+TIER_BY_MODULE = {
+    "tests/test_chaos.py": "soak",
+    "tests/chart/test_chart_pod_emulation.py": "pods",
+    "tests/chart/test_chart_cluster.py": "pods",
+    "tests/test_options.py": "server",  # some tests start (and expect refused) processes of their own
+    "tests/triton/test_repository.py": "unit",  # repository files and refused starts: no tritonserver
+}
+TIER_BY_TEST = {"tests/test_loadtests.py::test_short_load_run_against_runtime_1": "soak"}
+# `make test-fast`: the unit tier without its heaviest tests, and a runtime-1 module that covers every protocol with
+# one server (the rest of `server` runs in `make test` and `make test-server`).
+FAST_SERVER_MODULES = ("tests/huggingface/test_embedding_server.py",)
+SLOW_UNIT = ("tests/test_onnx_engine.py::test_minilm_parity_and_int8_quality",  # MiniLM export + int8: ~1 min
+             "tests/test_tiny_models.py::test_building_twice_gives_identical_checkpoints",
+             "tests/test_config.py::test_the_builder_takes_its_settings_as_json_on_stdin",
+             "tests/test_conformance_floors.py",  # collects the conformance suite per target in subprocesses
+             "tests/test_cluster_gating.py")  # three pytest and make runs in subprocesses
+SERVER_FIXTURES = {"start_huggingface_runtime", "served"}
+
+
+def tier_of(item) -> str:
+    module = module_of(item)
+    params = getattr(item, "callspec", None)
+    if item.get_closest_marker("gpu_pack"):
+        return "soak"
+    if item.nodeid.split("[")[0] in TIER_BY_TEST:
+        return TIER_BY_TEST[item.nodeid.split("[")[0]]
+    if module in TIER_BY_MODULE:
+        return TIER_BY_MODULE[module]
+    values = {v for v in params.params.values() if isinstance(v, str)} if params is not None else set()
+    if module.startswith("tests/triton/") or (module.startswith("tests/reference/") and "triton" in values):
+        return "triton"
+    if module.startswith("tests/reference/") and "huggingface" in values:
+        return "server"
+    if module.startswith("tests/huggingface/") or SERVER_FIXTURES & set(item.fixturenames):
+        return "server"
+    return "unit"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tier markers, then the tiers in order (a stable sort: file order within each): cheap failures come first,
+    and the modules sharing a Triton stack (the reference's runtime 2, tests/triton) run one after another."""
+    rank: dict[str, int] = {}
+    for item in items:
+        if not module_of(item).startswith("tests/"):
+            continue
+        tier = tier_of(item)
+        rank[item.nodeid] = TIERS.index(tier)
+        item.add_marker(tier)
+        if tier == "unit" and (module_of(item) in SLOW_UNIT or item.nodeid.split("[")[0] in SLOW_UNIT):
+            item.add_marker("slow")
+        if module_of(item) in FAST_SERVER_MODULES or (tier == "unit" and not item.get_closest_marker("slow")):
+            item.add_marker("fast")
+    items.sort(key=lambda item: rank.get(item.nodeid, len(TIERS)))
+
+
+def pytest_collection_finish(session):
+    USERS.collected(session.items)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    USERS.current = module_of(item)
+    try:
+        return (yield)
+    finally:
+        USERS.current = None
+        USERS.torn_down(item)  # with its fixtures: a module's are finalized after its last test
+        for listener in USERS.listeners:
+            listener()
 
 
 @pytest.fixture(scope="session")
@@ -31,26 +117,61 @@ def tiny_models(tmp_path_factory):
             built[kind] = build_tiny_model(kind, root / kind)
         return built[kind]
 
+    get.kind_of = lambda model_dir: next((k for k, d in built.items() if d == model_dir), None)
     return get
 
 
 @pytest.fixture(scope="session")
-def start_huggingface_runtime(tmp_path_factory):
-    """start(model_dir, model_name, *args): the kserve-huggingface runtime on loopback, ready; stopped at the end.
+def onnx_cache(tmp_path_factory) -> Path:
+    """One ONNX export cache per session (its keys are content hashes, and it is locked): each checkpoint is
+    exported once for test_onnx_engine, test_onnx_server and test_triton_onnx."""
+    return tmp_path_factory.mktemp("onnx-cache")
 
-    The same arguments give the same running server, so modules that need one model share one process."""
-    starter = ServerStarter(tmp_path_factory.mktemp("server-logs"))
-    running: dict[tuple, RunningServer] = {}
 
-    def start(model_dir: Path, model_name: str, *extra: str) -> RunningServer:
-        key = (str(model_dir), model_name, extra)
-        if key not in running or running[key].server.process.poll() is not None:
-            running[key] = starter.start("hfserve.huggingface", model_dir, model_name, *extra,
-                                         ready_path="/v2/models/{model}/ready")
-        return running[key]
+@pytest.fixture(scope="session")
+def start_huggingface_runtime(tmp_path_factory, tiny_models, minilm_dir):
+    """start(model_dir, model_name, *args): the kserve-huggingface runtime on loopback, ready.
 
-    yield start
-    starter.stop_all()
+    One process per checkpoint and arguments, whatever name a module asks for (the first one serves; tests read
+    `.model_name`); it stops once the last module that uses it (tests/servers.py: ServerUsers) has finished."""
+
+    def checkpoint_of(model_dir: Path) -> str:
+        return "minilm" if model_dir == Path(minilm_dir) else tiny_models.kind_of(model_dir) or str(model_dir)
+
+    shared = SharedRuntime1(ServerStarter(tmp_path_factory.mktemp("server-logs")), checkpoint_of)
+    USERS.listeners.append(shared.stop_unneeded)
+    yield shared.start
+    USERS.listeners.remove(shared.stop_unneeded)
+    shared.stop_all()
+
+
+@pytest.fixture(scope="session")
+def shared_stacks(minilm_dir, tiny_models, tmp_path_factory):
+    """The session's Triton stacks (tests/servers.py), each started on first use and stopped after its last
+    declared user."""
+    stacks = SharedStacks({
+        MINILM_TRITON: lambda: MiniLMTritonStack(minilm_dir, tmp_path_factory.mktemp("minilm-triton")),
+        TINY_TRITON: lambda: TinyTriton({kind: tiny_models(kind) for kind in TinyTriton.KINDS},
+                                        tmp_path_factory.mktemp("tiny-triton")),
+    })
+    USERS.listeners.append(stacks.stop_unneeded)
+    yield stacks
+    USERS.listeners.remove(stacks.stop_unneeded)
+    stacks.stop_all()
+
+
+def _minilm_triton(shared_stacks) -> MiniLMTritonStack:
+    return shared_stacks.get(MINILM_TRITON)
+
+
+def _tiny_triton(shared_stacks) -> TinyTriton:
+    return shared_stacks.get(TINY_TRITON)
+
+
+_minilm_triton.shared_key, _tiny_triton.shared_key = MINILM_TRITON, TINY_TRITON
+# For tests that neither stop nor reconfigure them (those start stacks of their own).
+minilm_triton = pytest.fixture(scope="module", name="minilm_triton")(_minilm_triton)
+tiny_triton = pytest.fixture(scope="module", name="tiny_triton")(_tiny_triton)
 
 
 @pytest.fixture

@@ -23,6 +23,8 @@ import schemathesis  # pinned in requirements/dev.txt
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.servers import served
+
 # kserve's V1 routes declare no body schema: their bodies come from this strategy (any JSON, and V1-shaped JSON
 # with odd instances)
 FINITE = st.floats(allow_nan=False, allow_infinity=False)  # JSON has no NaN or infinity
@@ -32,7 +34,7 @@ JSON = st.recursive(st.none() | st.booleans() | st.integers() | FINITE | st.text
 V1_BODIES = JSON | st.fixed_dictionaries({"instances": st.lists(JSON, max_size=4)}, optional={"parameters": JSON})
 
 REPO = Path(__file__).resolve().parents[1]
-MODEL = "tiny"
+MODEL = "embed"
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 REQUEST_TIMEOUT_S = 30.0
 
@@ -41,9 +43,7 @@ def test_the_fuzzer_is_installed():
     assert schemathesis.__version__ == "4.32.5"
 
 
-@pytest.fixture(scope="module")
-def server(start_huggingface_runtime, tiny_models):
-    return start_huggingface_runtime(tiny_models("text_embedding"), MODEL)
+server = served("text_embedding", MODEL)  # shared: the served name may be another module's (tests read it)
 
 
 def pinned_schema(raw: dict, model: str) -> dict:
@@ -69,7 +69,7 @@ def pinned_schema(raw: dict, model: str) -> dict:
 @pytest.mark.timeout(900)
 def test_fuzz_every_operation(server, record_property):
     raw = httpx.get(f"{server.url}/openapi.json", timeout=30).json()
-    schema = schemathesis.openapi.from_dict(pinned_schema(raw, MODEL))
+    schema = schemathesis.openapi.from_dict(pinned_schema(raw, server.model_name))
     statuses: Counter = Counter()
     problems: list[str] = []
     per_operation: dict[str, int] = {}
@@ -114,7 +114,7 @@ def test_fuzz_every_operation(server, record_property):
             problems.append(f"{label}: {response.status_code} {response.text[:200]}")
 
     for verb in ("predict", "explain"):
-        label = f"POST /v1/models/{MODEL}:{verb} (JSON bodies)"
+        label = f"POST /v1/models/{server.model_name}:{verb} (JSON bodies)"
         per_operation[label] = 0
 
         @given(body=V1_BODIES)
@@ -123,7 +123,7 @@ def test_fuzz_every_operation(server, record_property):
         def run_v1(body):
             per_operation[label] += 1
             try:
-                check(label, httpx.post(f"{server.url}/v1/models/{MODEL}:{verb}", json=body,
+                check(label, httpx.post(f"{server.url}/v1/models/{server.model_name}:{verb}", json=body,
                                         timeout=REQUEST_TIMEOUT_S))
             except httpx.HTTPError as exc:
                 problems.append(f"{label}: {type(exc).__name__}: {exc}")
@@ -132,7 +132,7 @@ def test_fuzz_every_operation(server, record_property):
     took = time.monotonic() - started
     cases = sum(per_operation.values())
     summary = {"cases": cases, "operations": len(per_operation), "seconds": round(took, 1),
-               "statuses": dict(sorted(statuses.items())), "per_operation": per_operation, "model": MODEL,
+               "statuses": dict(sorted(statuses.items())), "per_operation": per_operation, "model": server.model_name,
                "examples_per_operation": EXAMPLES, "schemathesis": schemathesis.__version__}
     out = REPO / "reports" / "fuzz"
     out.mkdir(parents=True, exist_ok=True)
@@ -142,5 +142,5 @@ def test_fuzz_every_operation(server, record_property):
     assert not problems, "\n".join(problems[:20])
     assert len(per_operation) >= 15 and all(per_operation.values()), per_operation
     assert statuses[200] > 0, "no generated request reached the model"
-    good = httpx.post(f"{server.url}/v1/models/{MODEL}:predict", json={"instances": ["still here"]}, timeout=30)
+    good = httpx.post(f"{server.url}/v1/models/{server.model_name}:predict", json={"instances": ["still here"]}, timeout=30)
     assert good.status_code == 200

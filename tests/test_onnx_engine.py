@@ -1,5 +1,6 @@
 """The ONNX Runtime engine (--engine onnx, --quantize int8) against the torch engine, on real checkpoints:
-the four tiny encoder tasks and the packaged all-MiniLM-L6-v2. Exports go to a per-session cache folder."""
+the four tiny encoder tasks and the packaged all-MiniLM-L6-v2. Exports go to the session's cache folder (onnx_cache,
+tests/conftest.py), which test_onnx_server and test_triton_onnx reuse."""
 
 import shutil
 import stat
@@ -18,11 +19,6 @@ from loadtests.corpus import QUERIES, SENTENCES, paragraph
 
 KINDS = ("text_embedding", "sequence_classification", "token_classification", "fill_mask")
 CPU = ["CPUExecutionProvider"]
-
-
-@pytest.fixture(scope="session")
-def onnx_cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("onnx-cache")
 
 
 def fixed_corpus() -> list[str]:

@@ -17,20 +17,7 @@ RELATED = ("A man is playing a guitar.", "Someone plays the guitar on stage.")
 UNRELATED = "The stock market fell sharply on Monday."
 
 
-def served(kind: str, model_name: str):
-    @pytest.fixture(scope="module")
-    def runtime(start_huggingface_runtime, tiny_models, minilm_dir):
-        model_dir = minilm_dir if kind == "minilm" else tiny_models(kind)
-        return start_huggingface_runtime(model_dir, model_name)
-
-    return runtime
-
-
-minilm = served("minilm", "minilm")
-classifier = served("sequence_classification", "sentiment")
-tagger = served("token_classification", "ner")
-filler = served("fill_mask", "mask")
-writer = served("text_generation", "writer")
+# minilm, classifier, tagger, filler, writer: tests/huggingface/conftest.py
 
 
 def v1(runtime, instances, **extra):

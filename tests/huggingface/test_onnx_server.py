@@ -14,9 +14,10 @@ def predict(runtime, instances, **extra):
 TEXTS = ["Alice moved from Paris to Berlin last year.", "the movie was great", "x"]
 
 
-@pytest.mark.parametrize("kind, model_name", [("text_embedding", "emb"), ("sequence_classification", "cls")])
-def test_onnx_engine_answers_like_torch(start_huggingface_runtime, tiny_models, tmp_path_factory, kind, model_name):
-    cache = tmp_path_factory.mktemp("onnx-cache")
+# The torch servers are the other modules' (same checkpoint and arguments); the ONNX export cache is the session's.
+@pytest.mark.parametrize("kind, model_name", [("text_embedding", "embed"), ("sequence_classification", "sentiment")])
+def test_onnx_engine_answers_like_torch(start_huggingface_runtime, tiny_models, onnx_cache, kind, model_name):
+    cache = onnx_cache
     torch_runtime = start_huggingface_runtime(tiny_models(kind), model_name)
     onnx_runtime = start_huggingface_runtime(tiny_models(kind), model_name, "--engine", "onnx",
                                              "--onnx_cache_dir", str(cache))

@@ -15,21 +15,7 @@ def predict(runtime, instances, **extra):
                       json={"instances": instances, **extra}, timeout=120)
 
 
-def served(kind: str, model_name: str):
-    """A module-scoped fixture: the runtime serving the tiny `kind` checkpoint as `model_name`."""
-
-    @pytest.fixture(scope="module")
-    def runtime(start_huggingface_runtime, tiny_models):
-        return start_huggingface_runtime(tiny_models(kind), model_name)
-
-    return runtime
-
-
-classifier = served("sequence_classification", "sentiment")
-tagger = served("token_classification", "ner")
-filler = served("fill_mask", "mask")
-writer = served("text_generation", "writer")
-translator = served("text2text_generation", "t5")
+# classifier, tagger, filler, writer, translator: tests/huggingface/conftest.py
 
 
 def test_sequence_classification_labels_and_probabilities(classifier):

@@ -14,12 +14,13 @@ from .conftest import wait_until
 TEXTS = ["A man is playing a guitar.", "Someone plays the guitar on stage.", "The stock market fell on Monday."]
 
 
+pytestmark = pytest.mark.timeout(900)  # the first test may start the shared MiniLM stack: minutes on 2 loaded cores
+
+
 @pytest.fixture(scope="module")
-def minilm(launch_triton, start_transformer, minilm_dir, tmp_path_factory):
-    export = tmp_path_factory.mktemp("exported-minilm")
-    triton = launch_triton(minilm_dir, "minilm", "--tokenizer_export_dir", str(export), start=False)
-    triton.start(timeout=240)  # a busy 2-core runner can take minutes to load Triton's Python backend
-    server = start_transformer(export, "minilm", triton.grpc_target)
+def minilm(minilm_triton):
+    """The session's MiniLM on runtime 2 (launcher with the chart's defaults + transformer), shared."""
+    server = minilm_triton.transformer
     assert wait_until(lambda: http_status(f"{server.url}/v2/health/ready") == 200, 30) is not None
     return server
 

@@ -22,9 +22,9 @@ from .test_triton_tasks import infer_all, rows
 KINDS = ("text_embedding", "sequence_classification", "token_classification", "fill_mask")
 
 
-def test_native_onnxruntime_emission(tiny_models, tmp_path):
+def test_native_onnxruntime_emission(tiny_models, tmp_path, onnx_cache):
     spec = build_repository(tiny_models("token_classification"), tmp_path / "repo", "ner", device="cpu",
-                            engine="onnx", onnx_backend="native", onnx_cache_dir=tmp_path / "cache",
+                            engine="onnx", onnx_backend="native", onnx_cache_dir=onnx_cache,
                             max_batch_size=16)
     folder = tmp_path / "repo" / "ner"
     config = (folder / "config.pbtxt").read_text()
@@ -35,18 +35,19 @@ def test_native_onnxruntime_emission(tiny_models, tmp_path):
     assert "kind: KIND_CPU" in config and "parameters" not in config  # nothing for a Python model to read
     assert sorted(p.name for p in (folder / "1").iterdir()) == ["model.onnx"]
     assert (folder / "1" / "model.onnx").read_bytes() == Path(spec.onnx_file).read_bytes()
-    assert spec.onnx_file.is_relative_to(tmp_path / "cache")
+    assert spec.onnx_file.is_relative_to(onnx_cache)
 
 
 def test_python_fallback_config_names_the_engine(tiny_models, tmp_path):
+    onnx_cache = tmp_path / "cache"  # its own: the builder itself must prepare the int8 graph
     build_repository(tiny_models("text_embedding"), tmp_path / "repo", "emb", device="cpu", engine="onnx",
-                     quantize="int8", onnx_cache_dir=tmp_path / "cache")
+                     quantize="int8", onnx_cache_dir=onnx_cache)
     config = (tmp_path / "repo" / "emb" / "config.pbtxt").read_text()
     assert 'backend: "python"' in config and config.count("allow_ragged_batch: true") == 3
-    for key, value in (("engine", "onnx"), ("quantize", "int8"), ("onnx_cache_dir", str(tmp_path / "cache"))):
+    for key, value in (("engine", "onnx"), ("quantize", "int8"), ("onnx_cache_dir", str(onnx_cache))):
         assert f'key: "{key}"\n  value: {{ string_value: "{value}" }}' in config
     assert (tmp_path / "repo" / "emb" / "1" / "model.py").is_file()
-    assert list((tmp_path / "cache").glob("*/model.int8.onnx"))  # prepared by the builder, reused by model.py
+    assert list(onnx_cache.glob("*/model.int8.onnx"))  # prepared by the builder, reused by model.py
 
 
 def test_launcher_picks_native_only_where_the_backend_exists(tmp_path):
@@ -68,9 +69,9 @@ def test_refused_combinations(tiny_models, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def onnx_triton(launch_triton, tiny_models, tmp_path_factory):
+def onnx_triton(launch_triton, tiny_models, onnx_cache):
     """The launcher (auto backend choice) serving each tiny task with --engine onnx on the wheel's Triton."""
-    cache = tmp_path_factory.mktemp("onnx-cache")
+    cache = onnx_cache
     launched = {kind: launch_triton(tiny_models(kind), kind, "--engine", "onnx", "--onnx_cache_dir", str(cache),
                                     "--device", "cpu", "--max_queue_delay_us", "100000",
                                     "--preferred_batch_sizes", "8", start=False)

@@ -5,54 +5,28 @@ import asyncio
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from hfserve.engine.encoder import EncoderEngine
 from hfserve.transformer.triton_client import TritonClient, TritonRequestError
-from hfserve.triton.local_server import find_triton
-from hfserve.triton.repository import build_repository
-from hfserve.triton.supervisor import TritonProcess, group_pids, shm_segments
 
-from devkit.processes import free_port, http_status
 from devkit.triton_stats import triton_batch_stats
 
 from .conftest import stats_after
 
+pytestmark = pytest.mark.timeout(900)  # the first test may start the shared tritonserver: minutes on 2 loaded cores
 KINDS = ("text_embedding", "sequence_classification", "token_classification", "fill_mask")
 
 
 @pytest.fixture(scope="module")
-def triton(tiny_models, tmp_path_factory):
-    """One tritonserver serving the four tiny encoder models (model name = kind)."""
-    repository = tmp_path_factory.mktemp("tiny-repository")
-    models = {kind: tiny_models(kind) for kind in KINDS}
-    for kind, model_dir in models.items():
-        build_repository(model_dir, repository, kind, device="cpu", max_batch_size=8, preferred_batch_sizes=[8],
-                         max_queue_delay_us=100000)
-    install = find_triton()
-    http, grpc, metrics = free_port(), free_port(), free_port()
-    shm_prefix, token = TritonProcess.new_identity()
-    command = [str(install.binary), f"--model-repository={repository}", f"--backend-directory={install.backend_dir}",
-               "--disable-auto-complete-config", "--http-address=127.0.0.1", "--grpc-address=127.0.0.1",
-               "--metrics-address=127.0.0.1", f"--http-port={http}", f"--grpc-port={grpc}",
-               f"--metrics-port={metrics}", "--pinned-memory-pool-byte-size=0", "--allow-gpu-metrics=false",
-               f"--backend-config=python,shm-region-prefix-name={shm_prefix}", "--exit-timeout-secs=30"]
-    process = TritonProcess(command, install.env, f"http://127.0.0.1:{http}", "text_embedding", shm_prefix, token, 30)
-    process.start()
-    try:
-        deadline = time.monotonic() + 120
-        while not all(http_status(f"http://127.0.0.1:{http}/v2/models/{k}/ready") == 200 for k in KINDS):
-            assert process.poll() is None, "tritonserver exited during start-up"
-            assert time.monotonic() < deadline, "tiny models not ready after 120 s"
-            time.sleep(0.2)
-        yield {"grpc": f"127.0.0.1:{grpc}", "http": f"http://127.0.0.1:{http}", "models": models,
-               "process": process}
-    finally:
-        process.stop()  # SIGKILL of the whole group, then removal of its shared memory (the launcher's fallback)
-        assert not group_pids(process.pid) and not shm_segments(shm_prefix)
+def triton(tiny_triton):
+    """The session's tritonserver for the tiny encoder checkpoints (tests/servers.py: TinyTriton), model name =
+    kind; the reference tests use it too (each through a transformer). It stops after its last user, by group,
+    and leaves no process or shared memory behind (TinyTriton.stop asserts it)."""
+    return {"grpc": tiny_triton.grpc, "http": tiny_triton.http, "models": tiny_triton.models,
+            "process": tiny_triton.process}
 
 
 def rows(rng, vocab, lengths):
