@@ -7,10 +7,6 @@ from ..errors import PredictorUnavailable, Unavailable  # noqa: F401 - old impor
 from .error_shapes import HANDLED, handle
 
 
-def error_body(message: str) -> dict:
-    return {"error": message}
-
-
 def install_error_handlers(app: FastAPI) -> None:
     """Registered after kserve's own handlers, so ours replace kserve's (which log a traceback for every 4xx)."""
     for error_class in HANDLED:
