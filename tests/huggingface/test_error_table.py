@@ -213,10 +213,12 @@ def test_the_servers_still_serve_after_all_that(minilm, reranker):
 
 # --- gRPC: the same kinds, as status codes -----------------------------------------------------------------------
 
-def grpc_infer(server, model: str, contents: list[bytes], shape: list[int], datatype="BYTES", parameters=None):
+def grpc_infer(server, model: str, contents: list[bytes], shape: list[int], datatype="BYTES", parameters=None,
+               raw: list[bytes] | None = None):
+    """ModelInfer of one "text" tensor: `contents` packed as one raw_input_contents entry, or `raw` as given."""
     tensor = pb.ModelInferRequest().InferInputTensor(name="text", datatype=datatype, shape=shape)
-    request = pb.ModelInferRequest(model_name=model, inputs=[tensor], raw_input_contents=[
-        b"".join(struct.pack("<I", len(c)) + c for c in contents)])
+    packed = [b"".join(struct.pack("<I", len(c)) + c for c in contents)]
+    request = pb.ModelInferRequest(model_name=model, inputs=[tensor], raw_input_contents=packed if raw is None else raw)
     for key, value in (parameters or {}).items():
         request.parameters[key].bool_param = value
     with grpc.insecure_channel(server.grpc_target) as channel:
@@ -240,6 +242,10 @@ def test_grpc_maps_the_same_kinds(minilm, guarded):
         code, details = grpc_infer(server, model, contents, shape, datatype, parameters)
         assert code == error_shapes.GRPC_CODES[kind], (kind, code, details)
         assert details and "Traceback" not in details
+    code, details = grpc_infer(minilm, "minilm", [], [1], raw=[b"\x01\x00\x00\x00a", b"more"])  # 2 raw, 1 input
+    assert code == error_shapes.GRPC_CODES["invalid_request"] and "raw_input_contents" in details, (code, details)
+    code, details = grpc_infer(minilm, "minilm", [], [1], raw=[b"\xff\xff\xff\x7fab"])  # length > bytes sent
+    assert code == error_shapes.GRPC_CODES["invalid_request"], (code, details)
     assert grpc_infer(minilm, "minilm", [b"fine"], [1])[0] == grpc.StatusCode.OK
 
 

@@ -8,6 +8,8 @@ from fastapi import FastAPI
 from grpc import StatusCode
 from kserve.protocol.grpc.servicer import InferenceServicer
 
+from ..errors import InvalidRequest
+
 REPOSITORY_PREFIX = "/v2/repository"
 VERSIONED = "/versions/"
 
@@ -28,8 +30,18 @@ def _drop(router) -> None:
     router.routes[:] = kept
 
 
-class NoRepositoryServicer(InferenceServicer):
-    """kserve's gRPC servicer with the repository RPCs answering UNIMPLEMENTED, as if they were not there."""
+class CheckedServicer(InferenceServicer):
+    """kserve's gRPC servicer; ModelInfer first checks what kserve indexes unguarded (an IndexError, INTERNAL)."""
+
+    async def ModelInfer(self, request, context):  # noqa: N802 - gRPC method name
+        if request.raw_input_contents and len(request.raw_input_contents) != len(request.inputs):
+            raise InvalidRequest(f"{len(request.raw_input_contents)} raw_input_contents for {len(request.inputs)} "
+                                 "inputs; send one per input, or none")
+        return await super().ModelInfer(request, context)
+
+
+class NoRepositoryServicer(CheckedServicer):
+    """The servicer with the repository RPCs answering UNIMPLEMENTED, as if they were not there."""
 
     async def RepositoryModelLoad(self, request, context):  # noqa: N802 - gRPC method name
         await context.abort(StatusCode.UNIMPLEMENTED, "the model repository API is disabled on this server")

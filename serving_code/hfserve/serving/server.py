@@ -19,7 +19,6 @@ from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
 from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
 from kserve.protocol.grpc.server import GRPCServer
-from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.rest.server import RESTServer
 
 from ..config import ContainerConfig, ServingConfig
@@ -29,7 +28,7 @@ from .controls import http_controls
 from .drain import CloseWhenDraining, DrainingServer, DrainState
 from .error_shapes import grpc_status, log
 from .errors import install_error_handlers
-from .exposure import NoRepositoryServicer, drop_repository_routes
+from .exposure import CheckedServicer, NoRepositoryServicer, drop_repository_routes
 from .limits import BodySizeLimit
 
 RouterFactory = Callable[[kserve_model_server.ModelRepository], APIRouter]
@@ -153,7 +152,7 @@ class _GRPCServer(GRPCServer):
     def __init__(self, *args, bind_address: str, repository_routes: bool, **kwargs):
         super().__init__(*args, **kwargs)
         self._bind_address = bind_address
-        self._servicer_class = InferenceServicer if repository_routes else NoRepositoryServicer
+        self._servicer_class = CheckedServicer if repository_routes else NoRepositoryServicer
 
     async def start(self, max_workers):
         servicer = self._servicer_class(self._data_plane, self._model_repository_extension)
