@@ -11,7 +11,6 @@ from kserve.protocol.grpc.servicer import InferenceServicer
 from ..errors import InvalidRequest
 
 REPOSITORY_PREFIX = "/v2/repository"
-VERSIONED = "/versions/"
 
 
 def drop_repository_routes(app: FastAPI) -> None:
