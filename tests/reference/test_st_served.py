@@ -5,6 +5,7 @@ renormalized)."""
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import httpx
@@ -100,3 +101,41 @@ def test_unknown_prompt_and_too_many_dimensions_are_4xx(server_url):
     response = httpx.post(f"{server_url}/v1/models/{NAME}:predict",
                           json={"instances": TEXTS, "parameters": {"dimensions": 17}}, timeout=60)
     assert response.status_code == 400 and "16" in response.json()["error"], response.text
+
+
+def test_every_route_family_applies_prompts_and_dimensions(server_url, reference):
+    """TEI /embed and /tokenize, the OpenAI SDK (dimensions, base64, the /v1 alias), POST /, and /info."""
+    import openai
+
+    expected = reference.encode(TEXTS, prompt_name="document")
+    tei = httpx.post(f"{server_url}/embed", json={"inputs": TEXTS, "prompt_name": "document"}, timeout=60)
+    assert tei.status_code == 200, tei.text
+    np.testing.assert_allclose(np.asarray(tei.json()), expected, atol=1e-5, rtol=0)
+    cut = httpx.post(f"{server_url}/embed", json={"inputs": TEXTS, "dimensions": 8}, timeout=60).json()
+    np.testing.assert_allclose(np.asarray(cut), reference.encode(TEXTS, truncate_dim=8, normalize_embeddings=True),
+                               atol=1e-5, rtol=0)
+    tokens = httpx.post(f"{server_url}/tokenize", json={"inputs": "x", "prompt_name": "document"}, timeout=60).json()
+    assert [t["id"] for t in tokens[0]] == reference.tokenizer("passage: x")["input_ids"]
+
+    for base in (f"{server_url}/openai/v1", f"{server_url}/v1"):
+        client = openai.OpenAI(base_url=base, api_key="unused", max_retries=0)
+        answer = client.embeddings.create(model=NAME, input=TEXTS, dimensions=8)
+        got = np.asarray([d.embedding for d in answer.data])
+        np.testing.assert_allclose(got, reference.encode(TEXTS, truncate_dim=8, normalize_embeddings=True),
+                                   atol=1e-5, rtol=0)
+    client = openai.OpenAI(base_url=f"{server_url}/v1", api_key="unused", max_retries=0)
+    default = client.embeddings.create(model=NAME, input=TEXTS)  # the SDK asks for base64 and decodes it
+    np.testing.assert_allclose(np.asarray([d.embedding for d in default.data]), reference.encode(TEXTS),
+                               atol=1e-5, rtol=0)
+    packed = client.embeddings.create(model=NAME, input=TEXTS, encoding_format="base64")
+    unpacked = [np.frombuffer(base64.b64decode(d.embedding), dtype="<f4") for d in packed.data]
+    np.testing.assert_allclose(np.asarray(unpacked), reference.encode(TEXTS), atol=1e-5, rtol=0)
+
+    hf = httpx.post(server_url, json={"inputs": TEXTS, "parameters": {"prompt_name": "document"}}, timeout=60)
+    assert hf.status_code == 200, hf.text
+    np.testing.assert_allclose(np.asarray(hf.json()), expected, atol=1e-5, rtol=0)
+    info = httpx.get(f"{server_url}/info", timeout=30).json()
+    assert info["default_prompt_name"] == "query" and info["prompts"]["document"] == "passage: "
+    bad = httpx.post(f"{server_url}/v1/embeddings", json={"model": NAME, "input": "x", "prompt_name": "poem"},
+                     timeout=60)
+    assert bad.status_code == 400 and "query" in bad.json()["error"]["message"], bad.text

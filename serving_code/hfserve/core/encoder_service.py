@@ -182,10 +182,15 @@ class EncoderService:
             raise WrongTask(f"model {self.name!r} serves {self.task}, which does not {what}")
 
     async def embed(self, texts: list[str], normalize: bool | None = None, truncate: bool | None = None,
-                    truncation_direction: str = "right") -> tuple[list[list[float]], int]:
-        """One vector per text (normalize None: as the checkpoint's pooling config says)."""
+                    truncation_direction: str = "right", *, prompt_name: str | None = None,
+                    prompt: str | None = None, input_type: str | None = None,
+                    dimensions: int | None = None) -> tuple[list[list[float]], int]:
+        """One vector per text (normalize None: as the checkpoint's modules say), after the chosen prompt
+        (tasks/prompts.py), cut to Matryoshka `dimensions` before normalizing."""
         self._require(self.task == Task.TEXT_EMBEDDING, "produce embeddings")
-        params = RequestParams(normalize=normalize, truncate=truncate, truncation_direction=truncation_direction)
+        params = RequestParams.parse({"normalize": normalize, "truncate": truncate,
+                                      "truncation_direction": truncation_direction, "prompt_name": prompt_name,
+                                      "prompt": prompt, "input_type": input_type, "dimensions": dimensions})
         return await self._answer(texts, params)
 
     async def classify(self, inputs: list, activation: str | None = None, truncate: bool | None = None,
@@ -223,9 +228,12 @@ class EncoderService:
         self._require(self.task == Task.FILL_MASK, "fill masks")
         return await self._answer(texts, RequestParams.parse({"top_k": top_k}))
 
-    def tokenize(self, texts: list, add_special_tokens: bool = True) -> list[list[dict]]:
-        """Tokens per text (never truncated): id, text, whether special, character span in the input."""
+    def tokenize(self, texts: list, add_special_tokens: bool = True,
+                 prompt_name: str | None = None) -> list[list[dict]]:
+        """Tokens per text (never truncated), after the prompt embed would put first: id, text, whether special,
+        character span in the prompted input."""
         check_texts(texts, self.settings.max_request_items)
+        texts = self._with_prompt(texts, RequestParams(prompt_name=prompt_name))
         tokenizer = self.text_encoder.tokenizer
         special = set(tokenizer.all_special_ids)
         result = []

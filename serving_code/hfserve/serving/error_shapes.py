@@ -102,13 +102,14 @@ TEI_PATHS = frozenset({"/embed", "/embed_all", "/embed_sparse", "/predict", "/re
                        "/decode", "/info", "/health"})
 HF_PATHS = frozenset({"/", "/generate", "/generate_stream"})
 RERANK_PATHS = frozenset({"/v1/rerank", "/openai/v1/rerank"})
+OPENAI_ALIAS_PATHS = frozenset({"/v1/embeddings", "/embeddings"})  # serving/openai/routes.py EMBEDDING_ALIASES
 
 
 def family(path: str) -> str:
     path = path.rstrip("/") or "/"
     if path in RERANK_PATHS:
         return "rerank"
-    if path.startswith("/openai/"):
+    if path.startswith("/openai/") or path in OPENAI_ALIAS_PATHS:
         return "openai"
     if path in TEI_PATHS:
         return "tei"

@@ -41,15 +41,12 @@ class EncoderTasks:
     async def feature_extraction(self, inputs: Any, parameters: dict) -> list:
         texts, single = _texts(inputs)
         _only(parameters, FEATURE_EXTRACTION_PARAMETERS)
-        if parameters.get("prompt_name") is not None:
-            raise InvalidRequest("'prompt_name' is not supported: this server has no prompts configured")
         if parameters.get("encoding_format") not in (None, "float"):
             raise InvalidRequest("only encoding_format 'float' is supported on this route")
-        params = RequestParams.parse({k: parameters.get(k) for k in ("normalize", "truncate", "truncation_direction")})
-        vectors, _ = await self.service.embed(texts, params.normalize, params.truncate, params.truncation_direction)
-        dimensions = parameters.get("dimensions")
-        if dimensions is not None and dimensions != len(vectors[0]):
-            raise InvalidRequest(f"this model returns {len(vectors[0])} dimensions; 'dimensions' cannot change that")
+        params = RequestParams.parse({k: parameters.get(k) for k in ("normalize", "truncate", "truncation_direction",
+                                                                    "prompt_name", "dimensions")})
+        vectors, _ = await self.service.embed(texts, params.normalize, params.truncate, params.truncation_direction,
+                                              prompt_name=params.prompt_name, dimensions=params.dimensions)
         return vectors[0] if single else vectors
 
     async def sentence_similarity(self, inputs: dict) -> list[float]:

@@ -15,6 +15,8 @@ from ..served_model import encoder_service, generative_model
 from .schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
 PREFIX = "/openai/v1"
+# Where clients configured with a base URL without /openai (vLLM's and TEI's layout, LangChain's defaults) post.
+EMBEDDING_ALIASES = ("/v1/embeddings", "/embeddings")
 
 
 class OpenAIRoutes:
@@ -40,9 +42,9 @@ class OpenAIRoutes:
         texts = [request.input] if isinstance(request.input, str) else request.input
         if any(not isinstance(t, str) for t in texts):
             raise InvalidRequest("token-id input is not supported; send text")
-        vectors, tokens = await service.embed(texts, truncate=request.truncate)
-        if request.dimensions is not None and request.dimensions != len(vectors[0]):
-            raise InvalidRequest(f"this model returns {len(vectors[0])} dimensions; 'dimensions' cannot change that")
+        vectors, tokens = await service.embed(texts, truncate=request.truncate, dimensions=request.dimensions,
+                                              prompt_name=request.prompt_name, prompt=request.prompt,
+                                              input_type=request.input_type)
         encode = embedding_to_base64 if request.encoding_format == "base64" else (lambda v: v)
         return {
             "object": "list",
@@ -125,4 +127,10 @@ def _event(payload: dict) -> bytes:
 
 
 def openai_router(registry) -> APIRouter:
-    return OpenAIRoutes(registry).router
+    """The /openai/v1 routes, and the embeddings route at the paths OpenAI-compatible clients also use."""
+    routes = OpenAIRoutes(registry)
+    router = APIRouter()
+    router.include_router(routes.router)
+    for path in EMBEDDING_ALIASES:
+        router.add_api_route(path, routes.embeddings, methods=["POST"])
+    return router

@@ -16,6 +16,9 @@ class EmbeddingRequest(_Request):
     dimensions: int | None = Field(default=None, ge=1)
     user: str | None = None
     truncate: bool | None = None  # extension: cut over-long inputs (default: the server's --auto_truncate)
+    prompt_name: str | None = None  # extension: one of the checkpoint's sentence-transformers prompts
+    prompt: str | None = None  # extension: a prompt text of the client's own
+    input_type: str | None = None  # extension (vLLM / Cohere): search_query, search_document, ... -> a prompt
 
 
 class _Sampling(_Request):

@@ -32,11 +32,6 @@ def predict_inputs(inputs) -> tuple[list, bool]:
     return items, False
 
 
-def _no_prompts(prompt_name: str | None) -> None:
-    if prompt_name is not None:
-        raise InvalidRequest("'prompt_name' is not supported: this server has no configured prompts")
-
-
 class TEIRoutes:
     def __init__(self, registry, max_concurrent_requests: int | None = None):
         self.registry = registry
@@ -50,10 +45,11 @@ class TEIRoutes:
 
     async def embed(self, request: Request):
         body = await parse_body(request, EmbedRequest)
-        _no_prompts(body.prompt_name)
         texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
         vectors, _ = await encoder_service(self.registry).embed(texts, body.normalize, body.truncate,
-                                                                body.truncation_direction)
+                                                                body.truncation_direction,
+                                                                prompt_name=body.prompt_name,
+                                                                dimensions=body.dimensions)
         return vectors
 
     async def predict(self, request: Request):
@@ -73,9 +69,8 @@ class TEIRoutes:
 
     async def tokenize(self, request: Request):
         body = await parse_body(request, TokenizeRequest)
-        _no_prompts(body.prompt_name)
         texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
-        return encoder_service(self.registry).tokenize(texts, body.add_special_tokens)
+        return encoder_service(self.registry).tokenize(texts, body.add_special_tokens, body.prompt_name)
 
     async def decode(self, request: Request):
         body = await parse_body(request, DecodeRequest)
@@ -99,6 +94,8 @@ class TEIRoutes:
         }
         if service is not None:
             info.update(service.limits())
+            if service.prompts is not None:  # text_embedding: the checkpoint's prompts and the default
+                info.update(service.prompts.describe())
         return info
 
     async def health(self):

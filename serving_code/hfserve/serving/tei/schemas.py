@@ -26,6 +26,7 @@ class EmbedRequest(_Truncation):
     inputs: StrictStr | list[StrictStr]
     normalize: StrictBool = True
     prompt_name: StrictStr | None = None
+    dimensions: StrictInt | None = None  # Matryoshka: the first N dimensions (renormalized when normalizing)
 
 
 class PredictRequest(_Truncation):
