@@ -117,6 +117,14 @@ def test_generation_option_errors(writer):
         assert response.status_code == 400 and next(iter(bad)) in response.json()["error"], response.text
     response = httpx.post(f"{writer.url}/openai/v1/completions", json={"model": "writer", "prompt": "x", "n": 3})
     assert response.status_code == 400 and response.json()["error"]
+    parts = [{"type": "text", "text": "hello"}, {"type": "image_url", "image_url": {"url": "x"}}]
+    chat = httpx.post(f"{writer.url}/openai/v1/chat/completions", timeout=60, json={
+        "model": "writer", "max_tokens": 2, "messages": [{"role": "user", "content": parts}]})
+    assert chat.status_code == 200, chat.text  # text parts are read, other parts ignored
+    for content in ([{"type": "text", "text": 5}], [{"text": "no type"}], [3]):  # security review L1: was a 500
+        bad = httpx.post(f"{writer.url}/openai/v1/chat/completions", timeout=60, json={
+            "model": "writer", "messages": [{"role": "user", "content": content}]})
+        assert bad.status_code == 400 and bad.json()["error"]["message"], (content, bad.text)
 
 
 def test_text2text_generation(translator):

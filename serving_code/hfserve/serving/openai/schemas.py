@@ -42,13 +42,18 @@ class CompletionRequest(_Sampling):
     prompt: str | list[str]
 
 
+class ContentPart(_Request):
+    type: str
+    text: str | None = None  # a "text" part's text; other part types (images, audio) are ignored
+
+
 class ChatMessage(_Request):
     role: Literal["system", "user", "assistant", "developer", "tool"]
-    content: str | list[dict] | None = None
+    content: str | list[ContentPart] | None = None
 
     def text(self) -> str:
         if isinstance(self.content, list):
-            return "".join(part.get("text", "") for part in self.content if part.get("type") == "text")
+            return "".join(part.text or "" for part in self.content if part.type == "text")
         return self.content or ""
 
 
