@@ -38,9 +38,10 @@ TIER_BY_MODULE = {
     "tests/triton/test_repository.py": "unit",  # repository files and refused starts: no tritonserver
 }
 TIER_BY_TEST = {"tests/test_loadtests.py::test_short_load_run_against_runtime_1": "soak"}
-# `make test-fast`: the unit tier without its heaviest tests, and a runtime-1 module that covers every protocol with
-# one server (the rest of `server` runs in `make test` and `make test-server`).
-FAST_SERVER_MODULES = ("tests/huggingface/test_embedding_server.py",)
+# `make test-fast`: the unit tier without its heaviest tests, a runtime-1 module that covers every protocol with one
+# server, and the exposure rules (two tiny servers); the rest of `server` runs in `make test` and `make test-server`.
+# 53 s here with only the first module on an idle 2-core machine (lint included).
+FAST_SERVER_MODULES = ("tests/huggingface/test_embedding_server.py", "tests/huggingface/test_exposure.py")
 SLOW_UNIT = ("tests/test_onnx_engine.py::test_minilm_parity_and_int8_quality",  # MiniLM export + int8: ~1 min
              "tests/test_tiny_models.py::test_building_twice_gives_identical_checkpoints",
              "tests/test_config.py::test_the_builder_takes_its_settings_as_json_on_stdin",
