@@ -139,3 +139,35 @@ def test_every_route_family_applies_prompts_and_dimensions(server_url, reference
     bad = httpx.post(f"{server_url}/v1/embeddings", json={"model": NAME, "input": "x", "prompt_name": "poem"},
                      timeout=60)
     assert bad.status_code == 400 and "query" in bad.json()["error"]["message"], bad.text
+
+
+def test_cohere_v2_embed_with_the_cohere_sdk(server_url, reference):
+    """cohere.ClientV2.embed unchanged: input_type picks the checkpoint's prompt, every embedding type is
+    sentence-transformers' quantize_embeddings of encode() (int8/uint8 with the documented range [-1, 1])."""
+    import cohere
+    from sentence_transformers.util.quantization import quantize_embeddings
+
+    client = cohere.ClientV2(api_key="unused", base_url=server_url)
+    answer = client.embed(model=NAME, texts=TEXTS, input_type="search_document",
+                          embedding_types=["float", "int8", "uint8", "binary", "ubinary", "base64"])
+    expected = reference.encode(TEXTS, prompt_name="document")
+    np.testing.assert_allclose(np.asarray(answer.embeddings.float_), expected, atol=1e-5, rtol=0)
+    ranges = np.array([[-1.0] * 16, [1.0] * 16])
+    for kind in ("int8", "uint8"):
+        codes = np.asarray(getattr(answer.embeddings, kind))
+        reference_codes = quantize_embeddings(expected, precision=kind, ranges=ranges)
+        assert np.abs(codes.astype(int) - reference_codes.astype(int)).max() <= 1, kind  # float rounding at a step
+    for kind in ("binary", "ubinary"):
+        np.testing.assert_array_equal(np.asarray(getattr(answer.embeddings, kind)),
+                                      quantize_embeddings(expected, precision=kind))
+    unpacked = [np.frombuffer(base64.b64decode(v), dtype="<f4") for v in answer.embeddings.base64]
+    np.testing.assert_allclose(np.asarray(unpacked), expected, atol=1e-5, rtol=0)
+    query = client.embed(model=NAME, texts=TEXTS, input_type="search_query", embedding_types=["float"],
+                         output_dimension=8)
+    np.testing.assert_allclose(np.asarray(query.embeddings.float_),
+                               reference.encode(TEXTS, prompt_name="query", truncate_dim=8, normalize_embeddings=True),
+                               atol=1e-5, rtol=0)
+    with pytest.raises(cohere.core.api_error.ApiError) as refused:
+        client.embed(model=NAME, texts=TEXTS, input_type="search_query", embedding_types=["float"],
+                     output_dimension=17)
+    assert refused.value.status_code == 400

@@ -7,8 +7,8 @@ hfserve's own errors carry one (hfserve/errors.py); kserve's, FastAPI's and Star
     kserve        /v1/..., /v2/..., anything unlisted      {"error": message} (and "error_type" on a 429)
     tei           /embed, /predict, /rerank, ...           {"error": message, "error_type": kind}   (TEI)
     hf            POST /, /generate, /generate_stream      {"error": message, "error_type": kind}   (HF Inference)
-    openai        /openai/v1/...                           {"error": {"message", "type", "code"}}
-    rerank        /v1/rerank, /openai/v1/rerank            as openai (Cohere / Jina clients read that shape)
+    openai        /openai/v1/..., /v1/embeddings, /embeddings   {"error": {"message", "type", "code"}}
+    rerank        /v1/rerank, /openai/v1/rerank, /v2/embed as openai (Cohere / Jina clients read that shape)
 
 gRPC maps the same kinds to status codes (`GRPC_CODES`).
 """
@@ -101,7 +101,7 @@ GRPC_CODES = {
 TEI_PATHS = frozenset({"/embed", "/embed_all", "/embed_sparse", "/predict", "/rerank", "/similarity", "/tokenize",
                        "/decode", "/info", "/health"})
 HF_PATHS = frozenset({"/", "/generate", "/generate_stream"})
-RERANK_PATHS = frozenset({"/v1/rerank", "/openai/v1/rerank"})
+RERANK_PATHS = frozenset({"/v1/rerank", "/openai/v1/rerank", "/v2/embed"})  # the Cohere-style routes
 OPENAI_ALIAS_PATHS = frozenset({"/v1/embeddings", "/embeddings"})  # serving/openai/routes.py EMBEDDING_ALIASES
 
 

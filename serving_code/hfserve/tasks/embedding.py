@@ -159,3 +159,31 @@ def finish_embedding(vector: np.ndarray, normalize: bool) -> np.ndarray:
 def embedding_to_base64(vector: np.ndarray) -> str:
     """OpenAI's base64 encoding_format: little-endian float32 bytes."""
     return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
+
+
+# Output types of Cohere's embedding_types (and vLLM's /v2/embed). int8/uint8 use a fixed calibration range of
+# [-1, 1] per dimension (a normalized vector's components), not ranges measured on each request's own batch, so a
+# vector's codes do not depend on what else was in the request; values outside the range saturate. With that range
+# the codes are what sentence_transformers.quantization.quantize_embeddings gives for ranges [-1, 1].
+# binary / ubinary pack the signs (> 0) 8 to a byte as quantize_embeddings packs them.
+EMBEDDING_TYPES = ("float", "int8", "uint8", "binary", "ubinary", "base64")
+CALIBRATION_RANGE = (-1.0, 1.0)
+
+
+def quantize(vectors: np.ndarray, embedding_type: str) -> list:
+    """Rows of `vectors` (float32, [n, d]) as `embedding_type` values, ready for JSON."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if embedding_type == "float":
+        return vectors.tolist()
+    if embedding_type == "base64":
+        return [embedding_to_base64(row) for row in vectors]
+    if embedding_type in ("int8", "uint8"):
+        low, high = CALIBRATION_RANGE
+        step = (high - low) / 255
+        codes = (np.clip(vectors, low, high) - low) / step
+        codes = (codes - 128).astype(np.int8) if embedding_type == "int8" else codes.astype(np.uint8)
+        return codes.tolist()
+    if embedding_type in ("binary", "ubinary"):
+        packed = np.packbits(vectors > 0, axis=-1)
+        return ((packed.astype(np.int16) - 128).astype(np.int8) if embedding_type == "binary" else packed).tolist()
+    raise ValueError(f"unknown embedding type {embedding_type!r}")
