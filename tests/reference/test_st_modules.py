@@ -75,7 +75,31 @@ def zoo(tmp_path_factory) -> dict[str, Path]:
     no_modules = root / "no_modules_json"
     shutil.copytree(base, no_modules)
     dirs["no_modules_json"] = no_modules
+    dirs["decoder_lasttoken"] = _decoder_embedder(root)
     return dirs
+
+
+def _decoder_embedder(root: Path) -> Path:
+    """A decoder embedder as sentence-transformers saves one (Qwen3-Embedding's shape, on the tiny GPT-2): last-token
+    pooling, Normalize, a left-padding tokenizer whose pad is its eos, and config.json still naming the *LMHead*
+    architecture. Detected as text_embedding with no --task."""
+    base = build_tiny_model("text_generation", root / "gpt2")
+    # without its chat template: with one, sentence-transformers 6 embeds texts as chat messages (a "message"
+    # modality), which this server does not do
+    (base / "chat_template.jinja").unlink(missing_ok=True)
+    config = json.loads((base / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (base / "tokenizer_config.json").write_text(json.dumps(config))
+    transformer = st.Transformer(str(base), max_seq_length=48, processor_kwargs={"padding_side": "left"})
+    transformer.tokenizer.pad_token = transformer.tokenizer.eos_token
+    dim = transformer.get_embedding_dimension()
+    model = SentenceTransformer(modules=[transformer, st.Pooling(dim, pooling_mode="lasttoken"), st.Normalize()],
+                                device="cpu")
+    out = root / "decoder_lasttoken"
+    model.save(str(out))
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, "architectures": ["GPT2LMHeadModel"]}))
+    return out
 
 
 def _legacy_copy(src: Path, out: Path) -> Path:
@@ -103,9 +127,11 @@ def encode_with(engine, model_dir: Path, texts: list[str]) -> np.ndarray:
     return np.stack([finish_embedding(row, normalize) for row in outputs])
 
 
-@pytest.mark.parametrize("name", [*ZOO, "legacy_boolean_pooling", "no_modules_json"])
+@pytest.mark.parametrize("name", [*ZOO, "legacy_boolean_pooling", "no_modules_json", "decoder_lasttoken"])
 def test_torch_engine_equals_sentence_transformers(zoo, name):
-    expected = SentenceTransformer(str(zoo[name]), device="cpu").encode(TEXTS, convert_to_numpy=True)
+    # one text per call: a decoder's left padding shifts its positions, so batched encode() depends on the batch;
+    # the server pads on the right, which a causal model's real tokens never see
+    expected = SentenceTransformer(str(zoo[name]), device="cpu").encode(TEXTS, convert_to_numpy=True, batch_size=1)
     if name == "legacy_boolean_pooling":
         assert expected.shape[1] == 64  # cls and mean, concatenated
     engine = EncoderEngine.load(zoo[name], dtype="float32", device="cpu")
@@ -157,3 +183,28 @@ def test_an_activation_outside_torch_nn_is_refused(zoo, tmp_path):
     config_path.write_text(json.dumps({**config, "activation_function": "os.system"}))
     with pytest.raises(UnsupportedModule, match="os.system"):
         read_embedding_modules(model_dir)
+
+
+def test_a_decoder_embedder_is_served_as_text_embedding_without_a_task(zoo):
+    from hfserve.tasks import Task
+    from hfserve.tasks.detect import infer_task
+    from hfserve.triton.repository import describe_model
+
+    assert infer_task(zoo["decoder_lasttoken"]) == Task.TEXT_EMBEDDING
+    inputs, outputs = describe_model(zoo["decoder_lasttoken"], Task.TEXT_EMBEDDING)
+    assert inputs == ("input_ids", "attention_mask")  # GPT-2's tokenizer makes no token_type_ids
+    assert outputs == {"embeddings": ("FP32", [32])}
+
+
+def test_a_checkpoint_sentence_transformers_embeds_as_chat_messages_is_refused(tmp_path):
+    """With a chat template, sentence-transformers 6 saves a "message" modality and wraps every text in the
+    template; the server does not, so it refuses to start rather than serve other vectors."""
+    base = build_tiny_model("text_generation", tmp_path / "gpt2")  # its tokenizer has a chat template
+    transformer = st.Transformer(str(base), max_seq_length=48)
+    transformer.tokenizer.pad_token = transformer.tokenizer.eos_token
+    model = SentenceTransformer(modules=[transformer, st.Pooling(transformer.get_embedding_dimension(),
+                                                                 pooling_mode="lasttoken")], device="cpu")
+    model.save(str(tmp_path / "chat"))
+    assert "message" in json.loads((tmp_path / "chat" / "sentence_bert_config.json").read_text())["modality_config"]
+    with pytest.raises(UnsupportedModule, match="chat messages"):
+        EncoderEngine.load(tmp_path / "chat", dtype="float32", device="cpu")

@@ -32,15 +32,19 @@ MODEL_CLASSES = {
 
 class EncoderEngine:
     def __init__(self, model: torch.nn.Module, task: Task, device: torch.device,
-                 modules: EmbeddingModules | None = None, head: torch.nn.Module | None = None):
+                 modules: EmbeddingModules | None = None, head: torch.nn.Module | None = None,
+                 token_inputs: tuple[str, ...] | None = None):
         self.model = model
         self.task = task
         self.device = device
         self.modules = modules or EmbeddingModules()
         self.head = head
         accepted = inspect.signature(model.forward).parameters
+        # What the model's forward takes and the tokenizer produces: GPT-2's forward takes token_type_ids, its
+        # tokenizer makes none, and zeros there would add token 0's embedding to every position.
         self.input_names = tuple(
             name for name in ("input_ids", "attention_mask", "token_type_ids") if name in accepted
+            and (token_inputs is None or name in token_inputs or name == "attention_mask")
         )
         self.output_specs = output_specs(task, model.config, self.modules)
 
@@ -60,7 +64,7 @@ class EncoderEngine:
         head = load_head(modules, model.config.hidden_size)
         if head is not None:
             head.to(device=torch_device, dtype=torch_dtype).eval()
-        return cls(model, task, torch_device, modules, head)
+        return cls(model, task, torch_device, modules, head, tokenizer_inputs(Path(model_dir), trust_remote_code))
 
     @property
     def config(self):
@@ -79,6 +83,17 @@ class EncoderEngine:
             pooled = pool(output.last_hidden_state, tensors["attention_mask"], self.modules.pooling)
             return {"embeddings": pooled if self.head is None else self.head(pooled)}
         return {"logits": output.logits}
+
+
+def tokenizer_inputs(model_dir: Path, trust_remote_code: bool = False) -> tuple[str, ...] | None:
+    """The inputs the checkpoint's tokenizer produces (its model_input_names), None where it has no tokenizer."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError):
+        return None
+    return tuple(tokenizer.model_input_names)
 
 
 def output_specs(task: Task, config, modules: EmbeddingModules | None = None) -> dict[str, tuple[str, list[int]]]:

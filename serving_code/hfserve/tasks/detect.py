@@ -25,6 +25,19 @@ def is_sentence_transformers_checkpoint(model_dir: Path) -> bool:
     return (Path(model_dir) / "modules.json").is_file()
 
 
+def is_sentence_embedder(model_dir: Path) -> bool:
+    """A sentence-transformers checkpoint that pools token states into one vector: an embedder whatever its
+    architecture says (decoder embedders such as Qwen3-Embedding ship as *ForCausalLM)."""
+    path = Path(model_dir) / "modules.json"
+    if not path.is_file():
+        return False
+    try:
+        modules = json.loads(path.read_text())
+    except ValueError:
+        return False
+    return any(str(m.get("type", "")).rsplit(".", 1)[-1] == "Pooling" for m in modules if isinstance(m, dict))
+
+
 def task_from_architectures(architectures: list[str]) -> Task | None:
     for architecture in architectures:
         for suffix, task in ARCHITECTURE_SUFFIXES:
@@ -59,6 +72,8 @@ def infer_task(model_dir: Path, requested: str | Task | None = None) -> Task:
     config = json.loads(config_path.read_text())
     architectures = config.get("architectures") or []
     task = task_from_architectures(architectures)
+    if task in (Task.TEXT_GENERATION, Task.FILL_MASK) and is_sentence_embedder(model_dir):
+        task = Task.TEXT_EMBEDDING
     if task == Task.SEQUENCE_CLASSIFICATION and is_cross_encoder(config):
         task = Task.RERANK
     if task is None and is_sentence_transformers_checkpoint(model_dir):

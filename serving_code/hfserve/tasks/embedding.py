@@ -80,6 +80,10 @@ def read_embedding_modules(model_dir: Path) -> EmbeddingModules:
         if kind == "Transformer":
             if index != 0 or module.get("path", "") not in ("", "."):
                 raise UnsupportedModule(f"{where}: the Transformer must be the first module, at the top folder")
+            if _embeds_chat_messages(model_dir):
+                raise UnsupportedModule(f"{where}: sentence-transformers embeds this checkpoint's texts as chat "
+                                        "messages (a 'message' modality and a chat template); this server "
+                                        "embeds the text itself, so its vectors would differ")
         elif kind == "Pooling":
             if pooling is not None or head:
                 raise UnsupportedModule(f"{where}: one Pooling, directly after the Transformer, is supported")
@@ -101,6 +105,19 @@ def read_embedding_modules(model_dir: Path) -> EmbeddingModules:
             raise UnsupportedModule(f"{where}: this server cannot run a {kind} module; supported: Transformer, "
                                     "Pooling, Dense, LayerNorm, Dropout, Normalize")
     return EmbeddingModules(pooling=pooling or ("mean",), head=tuple(head), normalize=normalize)
+
+
+def _embeds_chat_messages(model_dir: Path) -> bool:
+    """sentence-transformers 6 wraps each text in the tokenizer's chat template when the Transformer module lists
+    a "message" modality and there is a template."""
+    config_path = model_dir / "sentence_bert_config.json"
+    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    if "message" not in (config.get("modality_config") or {}):
+        return False
+    tokenizer_config = model_dir / "tokenizer_config.json"
+    has_template = (model_dir / "chat_template.jinja").is_file() or (
+        tokenizer_config.is_file() and "chat_template" in json.loads(tokenizer_config.read_text()))
+    return has_template
 
 
 def read_pooling_config(model_dir: Path) -> EmbeddingModules:

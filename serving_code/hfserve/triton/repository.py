@@ -93,7 +93,7 @@ def describe_model(model_dir: Path, task: Task, trust_remote_code: bool = False)
     import torch
     from transformers import AutoConfig
 
-    from ..engine.encoder import MODEL_CLASSES, EncoderEngine
+    from ..engine.encoder import MODEL_CLASSES, EncoderEngine, tokenizer_inputs
 
     config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
     try:
@@ -104,7 +104,7 @@ def describe_model(model_dir: Path, task: Task, trust_remote_code: bool = False)
                                     trust_remote_code=trust_remote_code)
         return engine.input_names, engine.output_specs
     modules = read_embedding_modules(Path(model_dir)) if task == Task.TEXT_EMBEDDING else None
-    engine = EncoderEngine(model, task, torch.device("meta"), modules)
+    engine = EncoderEngine(model, task, torch.device("meta"), modules, token_inputs=tokenizer_inputs(model_dir))
     return engine.input_names, engine.output_specs
 
 
