@@ -171,3 +171,14 @@ def test_cohere_v2_embed_with_the_cohere_sdk(server_url, reference):
         client.embed(model=NAME, texts=TEXTS, input_type="search_query", embedding_types=["float"],
                      output_dimension=17)
     assert refused.value.status_code == 400
+
+
+def test_tei_similarity_is_cosine_of_encode(server_url, reference):
+    body = {"inputs": {"source_sentence": TEXTS[0], "sentences": TEXTS[1:]}, "parameters": {"prompt_name": "document"}}
+    response = httpx.post(f"{server_url}/similarity", json=body, timeout=60)
+    assert response.status_code == 200, response.text
+    vectors = reference.encode(TEXTS, prompt_name="document", normalize_embeddings=True)
+    np.testing.assert_allclose(response.json(), vectors[1:] @ vectors[0], atol=1e-5, rtol=0)
+    bad = httpx.post(f"{server_url}/similarity", json={"inputs": {"source_sentence": "x", "sentences": []}},
+                     timeout=60)
+    assert bad.status_code == 422 and bad.json()["error_type"] == "validation", bad.text

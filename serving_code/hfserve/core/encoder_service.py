@@ -193,6 +193,14 @@ class EncoderService:
                                       "prompt": prompt, "input_type": input_type, "dimensions": dimensions})
         return await self._answer(texts, params)
 
+    async def similarity(self, source: str, sentences: list[str], truncate: bool | None = None,
+                         truncation_direction: str = "right", prompt_name: str | None = None) -> list[float]:
+        """The cosine similarity of each sentence to the source sentence (HF Inference and TEI sentence similarity)."""
+        vectors, _ = await self.embed([source, *sentences], True, truncate, truncation_direction,
+                                      prompt_name=prompt_name)
+        vectors = np.asarray(vectors, dtype=np.float64)
+        return [float(v) for v in vectors[1:] @ vectors[0]]
+
     async def classify(self, inputs: list, activation: str | None = None, truncate: bool | None = None,
                        truncation_direction: str = "right") -> tuple[list[list[dict]], int]:
         """Every label with its score, best first, per text or (text, text_pair) pair. `activation` None: the

@@ -3,8 +3,6 @@ in, the Inference API's output shapes out. A single string answers with one resu
 
 from typing import Any
 
-import numpy as np
-
 from ...core.encoder_service import ACTIVATIONS, EncoderService
 from ...errors import InvalidRequest
 from ...tasks import Task
@@ -54,9 +52,7 @@ class EncoderTasks:
         if not isinstance(source, str) or not isinstance(sentences, list) or not sentences or not all(
                 isinstance(s, str) for s in sentences):
             raise InvalidRequest("sentence similarity takes inputs {'source_sentence': str, 'sentences': [str, ...]}")
-        vectors, _ = await self.service.embed([source, *sentences], normalize=True)
-        vectors = np.asarray(vectors, dtype=np.float64)
-        return [float(v) for v in vectors[1:] @ vectors[0]]
+        return await self.service.similarity(source, sentences)
 
     # --- classification ---------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from ...tasks import Task
 from ...tasks.embedding import read_pooling_config
 from ..body import parse_body
 from ..served_model import encoder_service, served_model
-from .schemas import DecodeRequest, EmbedRequest, PredictRequest, RerankRequest, TokenizeRequest
+from .schemas import DecodeRequest, EmbedRequest, PredictRequest, RerankRequest, SimilarityRequest, TokenizeRequest
 
 
 def predict_inputs(inputs) -> tuple[list, bool]:
@@ -37,7 +37,8 @@ class TEIRoutes:
         self.registry = registry
         self.max_concurrent_requests = max_concurrent_requests
         self.router = APIRouter()
-        for path, endpoint in (("/embed", self.embed), ("/predict", self.predict), ("/rerank", self.rerank),
+        for path, endpoint in (("/embed", self.embed), ("/similarity", self.similarity), ("/predict", self.predict),
+                               ("/rerank", self.rerank),
                                ("/tokenize", self.tokenize), ("/decode", self.decode)):
             self.router.add_api_route(path, endpoint, methods=["POST"])
         self.router.add_api_route("/info", self.info, methods=["GET"])
@@ -51,6 +52,13 @@ class TEIRoutes:
                                                                 prompt_name=body.prompt_name,
                                                                 dimensions=body.dimensions)
         return vectors
+
+    async def similarity(self, request: Request):
+        body = await parse_body(request, SimilarityRequest)
+        options = body.parameters
+        return await encoder_service(self.registry).similarity(
+            body.inputs.source_sentence, body.inputs.sentences, options.truncate, options.truncation_direction,
+            options.prompt_name)
 
     async def predict(self, request: Request):
         body = await parse_body(request, PredictRequest)

@@ -29,6 +29,22 @@ class EmbedRequest(_Truncation):
     dimensions: StrictInt | None = None  # Matryoshka: the first N dimensions (renormalized when normalizing)
 
 
+class SimilarityInputs(_Request):
+    source_sentence: StrictStr
+    sentences: list[StrictStr] = Field(min_length=1)
+
+
+class SimilarityParameters(_Truncation):
+    prompt_name: StrictStr | None = None
+
+
+class SimilarityRequest(_Request):
+    """TEI's /similarity, in the Inference API's sentence-similarity shape."""
+
+    inputs: SimilarityInputs
+    parameters: SimilarityParameters = Field(default_factory=SimilarityParameters)
+
+
 class PredictRequest(_Truncation):
     # a text; [text, text_pair] (ONE pair, as TEI reads a two-string list); a list of texts; a list of
     # [text] / [text, text_pair] lists
