@@ -2,7 +2,7 @@
 security context, limits and volumes the chart declares, and a killed Triton container comes back
 by itself (restart policy Always) while the transformer answers 503 and stays live.
 
-What each check compares with is read from the assembled pod (`PodmanPod.pod_obj`), so a chart
+What each check compares with is read from the assembled pod (`PodmanPod.manifest`), so a chart
 change moves the expectation with it.
 """
 
@@ -16,7 +16,7 @@ import pytest
 
 from conformance import protocol as P
 from conformance.pods.base import MODEL_MOUNT
-from conformance.pods.podman import _bytes
+from conformance.pods.podman import PodmanPod, _bytes
 
 pytestmark = pytest.mark.pods
 
@@ -61,7 +61,7 @@ def _facts(pod, container: str) -> dict:
 
 def _pods(dep):
     pod = dep.control
-    assert hasattr(pod, "pod_obj"), "not a podman pod"
+    assert isinstance(pod, PodmanPod), f"not a podman pod: {type(pod).__name__}"
     return pod
 
 
