@@ -58,6 +58,7 @@ def model_settings(args: argparse.Namespace) -> ModelSettings:
         return_probabilities=serving.return_probabilities,
         max_request_items=serving.max_request_items,
         auto_truncate=serving.auto_truncate,
+        max_tokenize_tokens=serving.max_tokenize_tokens,
         default_prompt_name=serving.default_prompt_name,
         default_prompt=serving.default_prompt,
     )

@@ -205,6 +205,8 @@ class ServingConfig:
                                         "own 'truncate'", parse=parse_bool, metavar="{true,false}")
     return_probabilities: bool = setting(False, "sequence_classification: add every label's probability to each "
                                                 "result")
+    max_tokenize_tokens: int = setting(16384, "Most tokens /tokenize returns for one request (HTTP 413 above it, "
+                                              "found before the whole body is tokenized)", parse=positive_int)
     default_prompt_name: str | None = setting(None, "text_embedding: the checkpoint prompt (config_sentence_"
                                                     "transformers.json) put before every input a request does not "
                                                     "choose one for; default: the checkpoint's default_prompt_name")
@@ -519,5 +521,6 @@ class ModelSettings:
     return_probabilities: bool = False
     max_request_items: int = 64
     auto_truncate: bool = True  # cut over-long inputs to the model's limit unless a request says otherwise
+    max_tokenize_tokens: int = 16384  # /tokenize: tokens returned per request
     default_prompt_name: str | None = None  # text_embedding (tasks/prompts.py)
     default_prompt: str | None = None

@@ -15,14 +15,20 @@ from typing import Protocol
 import numpy as np
 
 from ..config import ModelSettings
-from ..errors import InvalidRequest, WrongTask
+from ..errors import InputTooLong, InvalidRequest, WrongTask
 from ..serving.requests import check_texts
 from ..serving.timing import current_timing
 from ..tasks import PAIR_TASKS, Task
 from ..tasks.handlers import TaskHandler, label_scores, make_handler, relevance_score, sigmoid, softmax
 from ..tasks.params import RequestParams
 from ..tasks.prompts import Prompts, apply_prompt
-from ..tasks.tokenization import EncodedText, TextEncoder, effective_max_length, load_tokenizer
+from ..tasks.tokenization import (
+    PRECUT_CHARS_PER_TOKEN,
+    EncodedText,
+    TextEncoder,
+    effective_max_length,
+    load_tokenizer,
+)
 
 Rows = list[dict[str, np.ndarray]]  # one dict of named model outputs per text, in the request's order
 ACTIVATIONS = {"softmax": softmax, "sigmoid": sigmoid, "none": None}
@@ -244,10 +250,14 @@ class EncoderService:
         texts = self._with_prompt(texts, RequestParams(prompt_name=prompt_name))
         tokenizer = self.text_encoder.tokenizer
         special = set(tokenizer.all_special_ids)
-        result = []
+        result, budget = [], self.settings.max_tokenize_tokens
         for text in texts:
+            self._check_tokenize_budget(text, budget, add_special_tokens)
             encoding = tokenizer(text, add_special_tokens=add_special_tokens, truncation=False,
                                  return_offsets_mapping=tokenizer.is_fast)
+            budget -= len(encoding["input_ids"])
+            if budget < 0:
+                raise self._over_tokenize_budget()
             spans = encoding.get("offset_mapping") or [(0, 0)] * len(encoding["input_ids"])
             tokens = []
             for token_id, (start, stop) in zip(encoding["input_ids"], spans):
@@ -257,6 +267,23 @@ class EncoderService:
                                "start": None if is_special else int(start), "stop": None if is_special else int(stop)})
             result.append(tokens)
         return result
+
+    def _check_tokenize_budget(self, text: str, budget: int, add_special_tokens: bool) -> None:
+        """Refuse a text whose beginning alone is over the request's token budget, before tokenizing all of it
+        (1 MiB of "." is a million tokens: seconds of work and a 70 MB answer). Tokens of a cut text can exceed the
+        whole text's only at the cut word (WordPiece turns a word over 100 characters into one [UNK]), hence the
+        margin."""
+        limit = (budget + 1) * PRECUT_CHARS_PER_TOKEN
+        if len(text) <= limit:
+            return
+        tokenizer = self.text_encoder.tokenizer
+        head = tokenizer(text[:limit], add_special_tokens=add_special_tokens, truncation=False)["input_ids"]
+        if len(head) > budget + 128:
+            raise self._over_tokenize_budget()
+
+    def _over_tokenize_budget(self) -> InputTooLong:
+        return InputTooLong(f"/tokenize returns at most {self.settings.max_tokenize_tokens} tokens per request "
+                            "(--max_tokenize_tokens); these inputs have more: send fewer or shorter texts")
 
     def decode(self, ids: list[list[int]], skip_special_tokens: bool = True) -> list[str]:
         check_texts(ids, self.settings.max_request_items)
