@@ -116,6 +116,15 @@ def test_memory_growth_after_warmup_is_a_problem():
     assert memory_report(flat, [])["problems"] == []
 
 
+def test_a_torch_stub_may_grow_to_the_allocators_plateau_but_not_past_it():
+    def stub(growth_mb):
+        return [{"t": float(t), "pid": 9, "role": "stub", "rss": (100 + (growth_mb if t > 60 else 0)) * 2**20,
+                 "fds": 4} for t in range(0, 100, 2)]
+
+    assert memory_report(stub(30), [])["problems"] == []  # +30%: glibc meeting new shapes
+    assert memory_report(stub(50), [])["problems"] == ["stub pid 9: RSS grew 50% after warm-up"]
+
+
 def test_the_schedule_is_fixed_by_the_seed_and_covers_every_kind_per_round():
     assert schedule(6, 2) == schedule(6, 2)
     order = schedule(6, 3)

@@ -9,6 +9,10 @@ GRACE_S = 5.0             # a 503 this soon after a fault window closes still co
 REQUEST_TIMEOUT_S = 60.0
 WARMUP_S = 20.0
 RSS_GROWTH = 0.10
+# A process running torch (Triton's Python-backend stub) grows while glibc's allocator meets new tensor shapes,
+# then stays flat: runtime 1 went 490 -> 682 MB (+39%) over its first ~5k requests and no further over 12k
+# (docs/reliability.md, `make rss-soak`). A minute-long soak sees only that warm-up, so its bound is the plateau's.
+RSS_GROWTH_BY_ROLE = {"stub": 0.40}
 FD_SLACK = 8
 OK_OUTSIDE_FLOOR = 50     # 200s outside the fault windows: the service served between faults, not only 503s
 SERVED_BETWEEN = 10       # 200s outside the windows after each fault, before the next (the soak waits for them)
@@ -138,7 +142,7 @@ def memory_report(samples: list[dict], faults: list[Fault]) -> dict:
                                             "rss_end_mb": round(last["rss"] / 2**20, 1),
                                             "growth": round(growth, 3), "fds_after_warmup": warm["fds"],
                                             "fds_end": last["fds"], "seconds": round(last["t"] - warm["t"], 1)}
-        if growth > RSS_GROWTH:
+        if growth > RSS_GROWTH_BY_ROLE.get(first["role"], RSS_GROWTH):
             problems.append(f"{first['role']} pid {pid}: RSS grew {growth:.0%} after warm-up")
         if last["fds"] > warm["fds"] + FD_SLACK:
             problems.append(f"{first['role']} pid {pid}: open fds {warm['fds']} -> {last['fds']}")
