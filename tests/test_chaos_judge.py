@@ -98,6 +98,10 @@ def test_requests_in_flight_when_the_transformer_is_killed_are_reported_apart():
     assert summary["passed"] and summary["killed_in_flight_by_sigkill_of_the_transformer"] == 1
     late = Outcome(kill.start - 0.5, kill.start + 5.0, "v1", None, "RemoteProtocolError")  # not the kill's doing
     assert not _judge(_run(faults, extra=[late]))["passed"]
+    racing = Outcome(kill.start + 0.05, kill.start + 0.1, "openai", None, "ReadError")  # queued as it died
+    assert _judge(_run(faults, extra=[racing]))["killed_in_flight_by_sigkill_of_the_transformer"] == 1
+    after = Outcome(kill.start + 1.5, kill.start + 1.6, "openai", None, "ReadError")  # dead by then: lost
+    assert not _judge(_run(faults, extra=[after]))["passed"]
 
 
 def test_leftovers_and_slow_recoveries_fail():

@@ -50,8 +50,13 @@ def in_window(t: float, faults: list[Fault]) -> bool:
     return any(f.start - 0.5 <= t <= (f.end or f.start) + GRACE_S for f in faults if f.kind != "bad_inputs")
 
 
+# A request sent just after the SIGKILL can still reach the dying transformer's listen queue and be reset.
+KILL_RACE_S = 1.0
+
+
 def killed_with_server(o: Outcome, faults: list[Fault]) -> bool:
-    return any(f.kind == "kill_transformer" and o.start <= f.start <= o.end <= f.start + 2.0 for f in faults)
+    return any(f.kind == "kill_transformer" and o.start <= f.start + KILL_RACE_S and f.start <= o.end <= f.start + 2.0
+               for f in faults)
 
 
 def served_after(fault: Fault, run: Run, until: float) -> int:

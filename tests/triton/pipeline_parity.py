@@ -9,6 +9,7 @@ Prints one JSON line: {"compared": N, "mismatches": [...]}.
 import asyncio
 import json
 import sys
+import time
 from pathlib import Path
 
 
@@ -24,6 +25,16 @@ def diff(a, b, path="", tol=1e-4):
     if isinstance(a, float) or isinstance(b, float):
         return [] if abs(float(a) - float(b)) <= tol else [f"{path}: {a} != {b}"]
     return [] if a == b else [f"{path}: {a!r} != {b!r}"]
+
+
+async def wait_ready(service, name: str, timeout_s: float = 120.0) -> None:
+    """Until the client has connected and Triton reports the model ready (on loaded cores the first gRPC
+    handshake alone has taken longer than the client's connect timeout)."""
+    deadline = time.monotonic() + timeout_s
+    while not await service.ready():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"triton model {name} not ready after {timeout_s:.0f} s")
+        await asyncio.sleep(0.2)
 
 
 async def run_case(model, payload):
@@ -48,6 +59,7 @@ async def main(spec):
         triton = TritonBackend(spec["predictor"], triton_name)
         remote = KServeEncoderModel(EncoderService(settings, triton))
         remote.load()
+        await wait_ready(remote.service, triton_name)  # as the transformer's readiness gates its traffic
         expected = await run_case(local, payload)
         got = await run_case(remote, payload)
         local.stop()
