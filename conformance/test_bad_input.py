@@ -17,6 +17,8 @@ pytestmark = pytest.mark.bad_input
 V1 = "/v1/models/{model}:predict"
 V2 = "/v2/models/{model}/infer"
 OAI = "/openai/v1/embeddings"
+COHERE = "/v2/embed"
+SIM = "/similarity"
 MAX_ITEMS = 64          # the runtimes' --max_request_items default
 MAX_BYTES = 1 << 20     # the runtimes' --max_request_bytes default
 
@@ -92,6 +94,30 @@ CASES = [
     Case("tei-embed-nan", "/embed", b'{"inputs": "a", "normalize": NaN}', status=(422,)),
     Case("hf-root-lone-surrogate", "/", b'{"inputs": "\\ud800"}', status=(400,)),
     Case("hf-root-deeply-nested", "/", b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", status=(400,)),
+    # Cohere /v2/embed and TEI /similarity (issue 18), and the output types and Matryoshka dimensions of every family
+    Case("cohere-embed-body-too-large", COHERE, j({"texts": ["x" * (2 * MAX_BYTES)]}), status=(413,)),
+    Case("cohere-embed-lone-surrogate", COHERE, b'{"texts": ["\\ud800"]}'),
+    Case("cohere-embed-deeply-nested", COHERE, b'{"texts": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
+    Case("cohere-embed-bad-embedding-types", COHERE, j({"texts": ["a"], "embedding_types": ["int4"]})),
+    Case("cohere-embed-embedding-types-not-a-list", COHERE, j({"texts": ["a"], "embedding_types": "int8"})),
+    Case("cohere-embed-output-dimension-zero", COHERE, j({"texts": ["a"], "output_dimension": 0})),
+    Case("cohere-embed-output-dimension-too-wide", COHERE, j({"texts": ["a"], "output_dimension": 100_000})),
+    Case("similarity-body-too-large", SIM, j({"inputs": {"source_sentence": "x" * (2 * MAX_BYTES),
+                                                          "sentences": ["a"]}}), status=(413,)),
+    Case("similarity-lone-surrogate", SIM, b'{"inputs": {"source_sentence": "\\ud800", "sentences": ["\\ud800"]}}'),
+    Case("similarity-deeply-nested", SIM, b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
+    Case("similarity-sentences-not-strings", SIM, j({"inputs": {"source_sentence": "a", "sentences": [1, None]}})),
+    Case("tei-embed-dimensions-zero", "/embed", j({"inputs": "a", "dimensions": 0})),
+    Case("tei-embed-dimensions-too-wide", "/embed", j({"inputs": "a", "dimensions": 100_000})),
+    Case("openai-dimensions-zero", OAI, j({"model": "{model}", "input": "a", "dimensions": 0})),
+    Case("openai-dimensions-too-wide", OAI, j({"model": "{model}", "input": "a", "dimensions": 100_000})),
+    Case("v1-dimensions-not-an-integer", V1, j({"instances": ["a"], "parameters": {"dimensions": "8"}}),
+         status=(400,)),
+    Case("v1-embedding-types", V1, j({"instances": ["a"], "parameters": {"embedding_types": "int8"}}),
+         status=(400,)),
+    Case("v2-bad-embedding-types", V2, v2(parameters={"embedding_types": "int4,float"}), status=(400,)),
+    Case("v2-base64-embedding-type", V2, v2(parameters={"embedding_types": "base64"}), status=(400,)),
+    Case("v2-dimensions-too-wide", V2, v2(parameters={"dimensions": 100_000}), status=(400,)),
 ]
 
 # Valid but unusual text: either served (200, one finite vector per item) or refused with a 4xx

@@ -61,6 +61,9 @@ def model_settings(args: argparse.Namespace) -> ModelSettings:
         max_tokenize_tokens=serving.max_tokenize_tokens,
         default_prompt_name=serving.default_prompt_name,
         default_prompt=serving.default_prompt,
+        served_model_names=tuple(n for n in serving.served_model_name if n != args.model_name),
+        split_request_items=(max(serving.max_split_request_items, serving.max_request_items)
+                             if serving.auto_split_client_batches else None),
     )
 
 

@@ -79,6 +79,18 @@ def parse_bool(text) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def key_file(text) -> Path:
+    """An API key file must be readable and hold a key (its content is never put in a message)."""
+    path = Path(text)
+    try:
+        content = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise argparse.ArgumentTypeError(f"cannot read {path} ({type(error).__name__})") from None
+    if not content.strip():
+        raise argparse.ArgumentTypeError(f"{path} is empty")
+    return path
+
+
 def parse_batch_sizes(text) -> tuple[int, ...]:
     if isinstance(text, (list, tuple)):
         parts = list(text)
@@ -91,6 +103,15 @@ def parse_batch_sizes(text) -> tuple[int, ...]:
     if any(size < 1 for size in sizes):
         raise argparse.ArgumentTypeError("batch sizes must be positive")
     return sizes
+
+
+def parse_names(text) -> tuple[str, ...]:
+    """Comma-separated model names (--served_model_name), each a valid model name."""
+    parts = list(text) if isinstance(text, (list, tuple)) else [p.strip() for p in str(text).split(",") if p.strip()]
+    bad = [name for name in parts if not MODEL_NAME_RE.match(name)]
+    if bad:
+        raise argparse.ArgumentTypeError(f"model names are [A-Za-z0-9_.-]+, got {bad}")
+    return tuple(dict.fromkeys(parts))
 
 
 def setting(default=dataclasses.MISSING, help: str = "", *, choices: tuple | None = None, parse=None,
@@ -136,6 +157,9 @@ class ExecutionConfig:
     onnx_cache_dir: Path | None = setting(None, "Writable folder for exported and quantized graphs (default: "
                                                 "$HFSERVE_CACHE_DIR/onnx, else the system temp folder); never the "
                                                 "model directory", env="HFSERVE_CACHE_DIR")
+    allow_pickle_weights: bool = setting(False, "Load pytorch_model.bin / .pt / .ckpt weights where a folder has no "
+                                                ".safetensors (off: refused at start, naming the file; loading pickle "
+                                                "runs an unpickler over the model directory)")
 
     def validate(self) -> None:
         check_choice("--dtype", self.dtype, DTYPE_CHOICES)
@@ -212,6 +236,16 @@ class ServingConfig:
                                                     "choose one for; default: the checkpoint's default_prompt_name")
     default_prompt: str | None = setting(None, "text_embedding: a prompt text put before every input a request does "
                                                "not choose one for (wins over --default_prompt_name)")
+    served_model_name: tuple[str, ...] = setting((), "Extra names the model answers to, comma-separated (OpenAI "
+                                                     "'model', V1/V2 paths, Cohere 'model'); listed by "
+                                                     "/openai/v1/models and /v1/models", parse=parse_names,
+                                                 metavar="NAME[,NAME...]")
+    auto_split_client_batches: bool = setting(False, "Above --max_request_items texts, split the request into "
+                                                     "batches of --max_request_items run one after another, instead "
+                                                     "of refusing it (up to --max_split_request_items texts and the "
+                                                     "body limit)", parse=parse_bool, metavar="{true,false}")
+    max_split_request_items: int = setting(4096, "With --auto_split_client_batches: most texts in one request",
+                                           parse=positive_int)
     request_timing_logs: bool = setting(False, "Log kserve's per-request timing lines (wall/cpu time, "
                                                "pre/post-processing latency). Off by default: they cost a large "
                                                "share of the serving path's CPU")
@@ -219,6 +253,15 @@ class ServingConfig:
                                                     "gRPC RepositoryModelLoad/Unload) on the serving ports. "
                                                     "Unauthenticated: anyone who reaches the port can unload the "
                                                     "model. Off by default")
+    # security review M5 (serving/api_key.py): the key itself is never logged, echoed or shown as a default
+    api_key_file: Path | None = setting(None, "File holding the API key every request must send as 'Authorization: "
+                                              "Bearer <key>' (probes exempt; /metrics too unless "
+                                              "--api_key_covers_metrics); preferred to --api_key, whose value shows "
+                                              "in the process list", parse=key_file)
+    api_key: str | None = setting(None, "The API key itself (default: $HFSERVE_API_KEY); prefer --api_key_file",
+                                  env="HFSERVE_API_KEY", metavar="KEY")
+    api_key_covers_metrics: bool = setting(False, "With an API key: /metrics needs it too (default: exempt, so a "
+                                                  "scraper needs no key; it carries counts and latencies only)")
 
 
 @dataclass(frozen=True)
@@ -524,3 +567,5 @@ class ModelSettings:
     max_tokenize_tokens: int = 16384  # /tokenize: tokens returned per request
     default_prompt_name: str | None = None  # text_embedding (tasks/prompts.py)
     default_prompt: str | None = None
+    served_model_names: tuple[str, ...] = ()  # aliases of model_name (--served_model_name)
+    split_request_items: int | None = None  # --auto_split_client_batches: most texts a split request may hold

@@ -18,6 +18,7 @@ from sentence_transformers.sentence_transformer import modules as st
 from devkit.tiny_models import SENTENCES, build_tiny_model
 
 from ..servers import LaunchedTriton, ServerStarter
+from . import grpc_embedding_types
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -45,24 +46,36 @@ def reference(checkpoint):
     return SentenceTransformer(str(checkpoint), device="cpu")
 
 
+ALIASES = ("st-alias", "text-embedding-3-small")
+CLIENT_BATCH, SPLIT_BOUND = 2, 8  # every request of TEXTS (3) is split, here and in the tests above
+SERVING = ("--served_model_name", ",".join(ALIASES), "--max_request_items", str(CLIENT_BATCH),
+           "--auto_split_client_batches", "true", "--max_split_request_items", str(SPLIT_BOUND))
+
+
 @pytest.fixture(scope="module", params=["huggingface", "triton"])
-def server_url(request, checkpoint, tmp_path_factory):
+def server(request, checkpoint, tmp_path_factory):
     workdir = tmp_path_factory.mktemp(f"served-{request.param}")
     starter = ServerStarter(workdir / "logs")
     triton = None
     try:
         if request.param == "huggingface":
-            server = starter.start("hfserve.huggingface", checkpoint, NAME, ready_path="/v2/models/{model}/ready")
+            server = starter.start("hfserve.huggingface", checkpoint, NAME, *SERVING,
+                                   ready_path="/v2/models/{model}/ready")
         else:
             export = workdir / "tokenizer"
             triton = LaunchedTriton(checkpoint, NAME, workdir, "--tokenizer_export_dir", str(export)).start(600)
             server = starter.start("hfserve.transformer", export, NAME, "--predictor_host", triton.grpc_target,
-                                   ready_path="/v2/models/{model}/ready", timeout=300)
-        yield server.url
+                                   *SERVING, ready_path="/v2/models/{model}/ready", timeout=300)
+        yield server
     finally:
         starter.stop_all()
         if triton is not None:
             triton.stop()
+
+
+@pytest.fixture(scope="module")
+def server_url(server):
+    return server.url
 
 
 def v1(url: str, **parameters) -> np.ndarray:
@@ -182,3 +195,134 @@ def test_tei_similarity_is_cosine_of_encode(server_url, reference):
     bad = httpx.post(f"{server_url}/similarity", json={"inputs": {"source_sentence": "x", "sentences": []}},
                      timeout=60)
     assert bad.status_code == 422 and bad.json()["error_type"] == "validation", bad.text
+
+
+def test_served_model_name_aliases_on_every_route(server_url, reference):
+    """--served_model_name: listed by both model lists, accepted by V1/V2 paths, OpenAI and Cohere 'model'."""
+    import cohere
+    import openai
+
+    listed = [m["id"] for m in httpx.get(f"{server_url}/openai/v1/models", timeout=30).json()["data"]]
+    assert listed == [NAME, *ALIASES]
+    assert httpx.get(f"{server_url}/v1/models", timeout=30).json()["models"] == [NAME, *ALIASES]
+    expected = reference.encode(TEXTS)
+    for name in ALIASES:
+        response = httpx.post(f"{server_url}/v1/models/{name}:predict", json={"instances": TEXTS}, timeout=60)
+        assert response.status_code == 200, response.text
+        np.testing.assert_allclose(np.asarray(response.json()["predictions"]), expected, atol=1e-5, rtol=0)
+        v2 = httpx.post(f"{server_url}/v2/models/{name}/infer", timeout=60, json={
+            "inputs": [{"name": "text", "datatype": "BYTES", "shape": [len(TEXTS)], "data": TEXTS}]})
+        assert v2.status_code == 200, v2.text
+        np.testing.assert_allclose(np.asarray(v2.json()["outputs"][0]["data"]).reshape(len(TEXTS), -1), expected,
+                                   atol=1e-5, rtol=0)
+        assert httpx.get(f"{server_url}/v2/models/{name}/ready", timeout=30).status_code == 200
+        answer = openai.OpenAI(base_url=f"{server_url}/v1", api_key="unused", max_retries=0).embeddings.create(
+            model=name, input=TEXTS)
+        assert answer.model == name
+        np.testing.assert_allclose(np.asarray([d.embedding for d in answer.data]), expected, atol=1e-5, rtol=0)
+        cohere_answer = cohere.ClientV2(api_key="unused", base_url=server_url).embed(
+            model=name, texts=TEXTS, input_type="search_query", embedding_types=["float"])
+        np.testing.assert_allclose(np.asarray(cohere_answer.embeddings.float_), expected, atol=1e-5, rtol=0)
+    unknown = httpx.post(f"{server_url}/v1/embeddings", json={"model": "not-served", "input": "x"}, timeout=30)
+    assert unknown.status_code == 404 and "not-served" in unknown.text, unknown.text
+    assert httpx.post(f"{server_url}/v1/models/not-served:predict", json={"instances": ["x"]},
+                      timeout=30).status_code == 404
+
+
+def _pieces(texts: list[str]) -> list[list[str]]:
+    return [texts[i:i + CLIENT_BATCH] for i in range(0, len(texts), CLIENT_BATCH)]
+
+
+def test_big_client_batches_are_split_in_request_order(server_url, reference):
+    """Above --max_request_items the server splits the request instead of refusing it (TEI #378): the vectors are
+    the pieces' sent one by one, in the request's order, on V1, OpenAI and TEI; above the bound it is a 400."""
+    info = httpx.get(f"{server_url}/info", timeout=30).json()
+    assert (info["max_client_batch_size"], info["auto_split_client_batches"],
+            info["max_split_client_batch_size"]) == (CLIENT_BATCH, True, SPLIT_BOUND)
+    texts = [f"{i} {SENTENCES[i % len(SENTENCES)]}" * (1 + i % 3) for i in range(SPLIT_BOUND - 1)]
+
+    def v1_vectors(batch):
+        response = httpx.post(f"{server_url}/v1/models/{NAME}:predict", json={"instances": batch}, timeout=120)
+        assert response.status_code == 200, response.text
+        return response.json()["predictions"]
+
+    def openai_vectors(batch):
+        response = httpx.post(f"{server_url}/v1/embeddings", json={"model": NAME, "input": batch}, timeout=120)
+        assert response.status_code == 200, response.text
+        data = response.json()["data"]
+        assert [d["index"] for d in data] == list(range(len(batch)))
+        return [d["embedding"] for d in data]
+
+    def tei_vectors(batch):
+        response = httpx.post(f"{server_url}/embed", json={"inputs": batch}, timeout=120)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    for route in (v1_vectors, openai_vectors, tei_vectors):
+        whole = np.asarray(route(texts))
+        one_by_one = np.asarray([v for piece in _pieces(texts) for v in route(piece)])
+        np.testing.assert_allclose(whole, one_by_one, atol=1e-6, rtol=0, err_msg=route.__name__)
+        np.testing.assert_allclose(whole, reference.encode(texts), atol=1e-5, rtol=0, err_msg=route.__name__)
+    over = httpx.post(f"{server_url}/v1/models/{NAME}:predict", json={"instances": ["x"] * (SPLIT_BOUND + 1)},
+                      timeout=60)
+    assert over.status_code == 400 and f"at most {SPLIT_BOUND}" in over.json()["error"], over.text
+
+
+V2_TYPES = ("float", "int8", "uint8", "binary", "ubinary")
+
+
+def _check_typed_tensors(outputs: dict, expected: np.ndarray) -> None:
+    """outputs: tensor name -> (datatype, numpy array); each is quantize_embeddings of encode() (int8/uint8 with
+    the documented calibration range [-1, 1], within one code of float rounding at a step)."""
+    from sentence_transformers.util.quantization import quantize_embeddings
+
+    assert list(outputs) == ["embedding", "embedding_int8", "embedding_uint8", "embedding_binary",
+                             "embedding_ubinary"]
+    assert [datatype for datatype, _ in outputs.values()] == ["FP32", "INT8", "UINT8", "INT8", "UINT8"]
+    np.testing.assert_allclose(outputs["embedding"][1], expected, atol=1e-5, rtol=0)
+    ranges = np.array([[-1.0] * expected.shape[1], [1.0] * expected.shape[1]])
+    for kind in ("int8", "uint8"):
+        codes = outputs[f"embedding_{kind}"][1]
+        assert codes.shape == expected.shape
+        reference_codes = quantize_embeddings(expected, precision=kind, ranges=ranges)
+        assert np.abs(codes.astype(int) - reference_codes.astype(int)).max() <= 1, kind
+    for kind in ("binary", "ubinary"):
+        packed = outputs[f"embedding_{kind}"][1]
+        assert packed.shape == (len(expected), expected.shape[1] // 8)
+        np.testing.assert_array_equal(packed, quantize_embeddings(expected, precision=kind))
+
+
+def test_v2_embedding_types_as_typed_tensors_over_rest_and_grpc(server, reference):
+    """V2's `embedding_types` parameter (Cohere's names, comma-separated: V2 parameters hold no lists): INT8 /
+    UINT8 tensors, binary / ubinary packed 8 signs to a byte, over V2 REST and V2 gRPC (tritonclient)."""
+    expected = reference.encode(TEXTS, prompt_name="document")
+    parameters = {"embedding_types": ",".join(V2_TYPES), "prompt_name": "document"}
+    response = httpx.post(f"{server.url}/v2/models/{NAME}/infer", timeout=60, json={
+        "inputs": [{"name": "text", "datatype": "BYTES", "shape": [len(TEXTS)], "data": TEXTS}],
+        "parameters": parameters})
+    assert response.status_code == 200, response.text
+    rest = {o["name"]: (o["datatype"], np.asarray(o["data"]).reshape(o["shape"]))
+            for o in response.json()["outputs"]}
+    _check_typed_tensors(rest, expected)
+
+    answer = grpc_embedding_types.call(server.grpc_target, ALIASES[0], TEXTS, parameters)
+    grpc = {name: (datatype, np.asarray(values, dtype=dtype))
+            for name, (datatype, dtype, values) in answer["outputs"].items()}
+    assert {name: str(array.dtype) for name, (_, array) in grpc.items()} == {
+        "embedding": "float32", "embedding_int8": "int8", "embedding_uint8": "uint8", "embedding_binary": "int8",
+        "embedding_ubinary": "uint8"}
+    _check_typed_tensors(grpc, expected)
+
+
+def test_v2_embedding_types_refused_where_they_do_not_apply(server_url):
+    def v2(types):
+        return httpx.post(f"{server_url}/v2/models/{NAME}/infer", timeout=60, json={
+            "inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["x"]}],
+            "parameters": {"embedding_types": types}})
+
+    for bad in ("base64", "int4", "", "float,,int8"):
+        response = v2(bad)
+        assert response.status_code == 400 and "embedding_types" in response.json()["error"], (bad, response.text)
+    v1 = httpx.post(f"{server_url}/v1/models/{NAME}:predict",
+                    json={"instances": ["x"], "parameters": {"embedding_types": "int8"}}, timeout=60)
+    assert v1.status_code == 400 and "V2 parameter" in v1.json()["error"], v1.text

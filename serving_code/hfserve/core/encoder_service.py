@@ -100,6 +100,12 @@ class EncoderService:
         return self.settings.task
 
     @property
+    def max_items(self) -> int:
+        """Most texts one embed/classify/... request may hold: --max_request_items, or with
+        --auto_split_client_batches the split bound (the pieces run one after another, see run)."""
+        return self.settings.split_request_items or self.settings.max_request_items
+
+    @property
     def loaded(self) -> bool:
         return self.handler is not None
 
@@ -136,7 +142,7 @@ class EncoderService:
         """Token ids per text (or pair), truncated as the request and --auto_truncate say, checked for the task."""
         started = time.perf_counter()
         params = params or RequestParams()
-        check_texts(texts, self.settings.max_request_items)
+        check_texts(texts, self.max_items)
         if self.task not in PAIR_TASKS and any(isinstance(t, tuple) for t in texts):
             raise InvalidRequest(f"text pairs are accepted by sequence_classification and rerank models; this "
                                  f"model serves {self.task}")
@@ -160,13 +166,27 @@ class EncoderService:
         """The model's outputs per text and the forward time; the wait is recorded as the request's queue and
         inference time."""
         started = time.perf_counter()
-        forward = await self.backend.forward(encoded.items)
+        forward = await self._forward(encoded.items)
         elapsed = time.perf_counter() - started
         inference = elapsed if forward.forward_seconds is None else min(elapsed, forward.forward_seconds)
         timing = current_timing()
         timing.add(self.name, "queue", elapsed - inference)
         timing.add(self.name, "inference", inference)
         return forward
+
+    async def _forward(self, items: list[EncodedText]) -> Forward:
+        """Over --max_request_items texts (--auto_split_client_batches): pieces of --max_request_items, one after
+        another, so the request takes the passes its pieces would take sent one by one and leaves room in the
+        batcher for other clients; rows come back in the request's order."""
+        size = self.settings.max_request_items
+        if len(items) <= size:
+            return await self.backend.forward(items)
+        rows, seconds = [], 0.0
+        for start in range(0, len(items), size):
+            piece = await self.backend.forward(items[start:start + size])
+            rows += piece.rows
+            seconds = None if seconds is None or piece.forward_seconds is None else seconds + piece.forward_seconds
+        return Forward(rows, seconds)
 
     def results(self, encoded: Encoded, rows: Rows) -> list:
         """Each text's result as V1 answers it (tasks/handlers.py)."""

@@ -5,6 +5,7 @@ import sys
 
 from .. import args as cli
 from ..core.encoder_service import EncoderService
+from ..engine.loading import check_weights
 from ..serving.kserve_adapter import KServeEncoderModel
 from ..serving.protocol_routers import protocol_routers
 from ..serving.server import HFModelServer
@@ -20,6 +21,7 @@ def build_parser():
 
 
 def build_model(args):
+    check_weights(args.model_dir, args.allow_pickle_weights)  # before any loader: security review L4
     settings = cli.model_settings(args)
     if settings.task.is_generative:
         if args.engine != "torch" or args.quantize != "none":

@@ -6,8 +6,10 @@ from dataclasses import dataclass, field
 from kserve import InferRequest, InferResponse, Model
 
 from ..core.encoder_service import Encoded, EncoderService
+from ..errors import InvalidRequest
+from ..tasks import Task
 from .requests import TEXT_INPUT, ParsedRequest, parse_request
-from .v2_tensors import to_infer_output
+from .v2_tensors import embedding_outputs, to_infer_output
 
 
 @dataclass
@@ -50,7 +52,13 @@ class KServeEncoderModel(Model):
         return payload
 
     async def preprocess(self, payload: dict | InferRequest, headers: dict | None = None) -> Job:
-        request = parse_request(payload, self.settings.max_request_items)
+        request = parse_request(payload, self.service.max_items)
+        if request.params.embedding_types is not None:
+            if not request.is_v2:
+                raise InvalidRequest("'embedding_types' is a V2 parameter (typed tensors); V1 answers float lists")
+            if self.service.task != Task.TEXT_EMBEDDING:
+                raise InvalidRequest(f"'embedding_types' applies to text_embedding models; this model serves "
+                                     f"{self.service.task}")
         return Job(request=request, encoded=self.service.encode(request.texts, request.params))
 
     async def predict(self, job: Job, headers: dict | None = None) -> Job:
@@ -61,7 +69,9 @@ class KServeEncoderModel(Model):
     async def postprocess(self, job: Job, headers: dict | None = None) -> dict | InferResponse:
         if not job.request.is_v2:
             return {"predictions": job.results}
-        tensors = self.service.handler.v2_outputs(job.results, job.request.params)
+        types = job.request.params.embedding_types
+        tensors = (embedding_outputs(job.results, types) if types is not None
+                   else self.service.handler.v2_outputs(job.results, job.request.params))
         return InferResponse(
             model_name=self.name,
             response_id=job.request.response_id,

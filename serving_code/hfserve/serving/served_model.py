@@ -8,6 +8,17 @@ from ..core.encoder_service import EncoderService
 from ..errors import ModelNotFound, Unavailable, WrongTask
 
 
+def register_aliases(registry) -> None:
+    """Each model also under its --served_model_name aliases, so that kserve's V1/V2 paths, /v1/models, and every
+    route here that takes a model name find it by any of them; a name another model has is refused."""
+    for model in list(registry.get_models().values()):
+        for alias in getattr(model.settings, "served_model_names", ()):
+            other = registry.get_model(alias)
+            if other is not None and other is not model:
+                raise ValueError(f"--served_model_name {alias!r} is already the name of another model")
+            registry.update(model, alias)
+
+
 def served_model(registry, name: str | None = None, require_ready: bool = True):
     """The kserve model named `name`, or the one this server serves; ModelNotFound or Unavailable (503)."""
     if name is None:

@@ -23,6 +23,7 @@ from kserve.protocol.rest.server import RESTServer
 
 from ..config import ContainerConfig, ServingConfig
 from ..errors import InvalidRequest
+from . import api_key
 from .compat import V2JsonContentType
 from .controls import http_controls
 from .drain import CloseWhenDraining, DrainingServer, DrainState
@@ -159,7 +160,7 @@ class _GRPCServer(GRPCServer):
         self._server = aio.server(
             concurrent.futures.ThreadPoolExecutor(max_workers=max_workers),
             # no kserve LoggingInterceptor: a line at INFO for every call floods the log (security review M6)
-            interceptors=(_ExceptionToStatus(),),
+            interceptors=(*self._kwargs.get("hfserve_interceptors", ()), _ExceptionToStatus()),
             options=[
                 ("grpc.max_send_message_length", self._kwargs.get("grpc_max_send_message_length")),
                 ("grpc.max_receive_message_length", self._kwargs.get("grpc_max_receive_message_length")),
@@ -196,7 +197,8 @@ class HFModelServer(ModelServer):
         self.bind_address = container.bind_address
         self.max_request_bytes = serving.max_request_bytes
         self.router_factories = router_factories
-        self.middlewares = http_controls(serving.max_concurrent_requests)
+        self.middlewares = http_controls(serving.max_concurrent_requests) + api_key.http_middlewares(serving)
+        self.grpc_interceptors = api_key.grpc_interceptors(serving)  # first: a call without the key runs nothing
 
     def start(self, models) -> None:
         if self.workers != 1:
@@ -217,7 +219,8 @@ class HFModelServer(ModelServer):
             self._grpc_server = _GRPCServer(
                 self.grpc_port, self.dataplane, self.model_repository_extension,
                 kwargs={**vars(kserve_model_server.args),
-                        "grpc_max_receive_message_length": self.max_request_bytes},
+                        "grpc_max_receive_message_length": self.max_request_bytes,
+                        "hfserve_interceptors": self.grpc_interceptors},
                 grace_period=self.grace_period, bind_address=self.bind_address,
                 repository_routes=self.enable_repository_routes,
             )

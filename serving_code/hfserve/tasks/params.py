@@ -20,6 +20,7 @@ class RequestParams:
     prompt: str | None = None  # text_embedding: a prompt text of the client's own
     input_type: str | None = None  # text_embedding: Cohere/vLLM's use name, mapped to a prompt where one fits
     dimensions: int | None = None  # text_embedding: Matryoshka truncation to the first N dimensions
+    embedding_types: tuple[str, ...] | None = None  # text_embedding over V2: typed tensors (Cohere's names)
 
     @classmethod
     def parse(cls, raw: Any) -> "RequestParams":
@@ -40,6 +41,8 @@ class RequestParams:
                 values[name] = raw[name]
         if raw.get("dimensions") is not None:
             values["dimensions"] = dimensions(raw["dimensions"])
+        if raw.get("embedding_types") is not None:
+            values["embedding_types"] = embedding_types(raw["embedding_types"])
         if raw.get("top_k") is not None:
             top_k = raw["top_k"]
             if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
@@ -53,6 +56,21 @@ def dimensions(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidRequest("'dimensions' must be a positive integer")
     return value
+
+
+# V2's `embedding_types`: Cohere's embedding_types as typed tensors (tasks/embedding.py quantize); base64 is not
+# one, V2 carries raw bytes already (binary_data, gRPC raw contents).
+V2_EMBEDDING_TYPES = ("float", "int8", "uint8", "binary", "ubinary")
+
+
+def embedding_types(value: Any) -> tuple[str, ...]:
+    """A list of type names, or one string of comma-separated names (gRPC parameters hold no lists)."""
+    names = [p.strip() for p in value.split(",")] if isinstance(value, str) else value
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n in V2_EMBEDDING_TYPES
+                                                             for n in names):
+        raise InvalidRequest(f"'embedding_types' must be a non-empty list (or comma-separated string) of "
+                             f"{', '.join(V2_EMBEDDING_TYPES)}; got {value!r}"[:300])
+    return tuple(dict.fromkeys(names))
 
 
 def truncation_direction(value: Any) -> str:

@@ -25,6 +25,7 @@ from pathlib import Path
 from .. import config
 from ..config import RepositoryConfig
 from ..drain_delay import default_delay_s
+from ..engine.loading import check_weights
 from .local_server import TritonNotFound, find_triton
 from .repository import EXIT_GENERATIVE, GenerativeTaskRefused, check_encoder_task, resolve_onnx_backend
 from .supervisor import ADMIN_HEADER, TritonProcess
@@ -93,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         check_encoder_task(args.model_dir, args.task)
+        check_weights(args.model_dir, args.allow_pickle_weights)
     except GenerativeTaskRefused as exc:
         log.error("%s", exc)
         return EXIT_GENERATIVE

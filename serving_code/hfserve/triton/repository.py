@@ -34,6 +34,7 @@ from ..config import (
     TritonBatchingConfig,
     check_quantize_placement,
 )
+from ..engine.loading import check_weights
 from ..tasks import ENCODER_TASKS, Task
 from ..tasks.detect import infer_task
 from ..tasks.embedding import read_embedding_modules
@@ -196,6 +197,7 @@ def build_repository(
     quantize: str = "none",
     onnx_cache_dir: Path | None = None,
     onnx_backend: str = "python",
+    allow_pickle_weights: bool = False,
 ) -> RepositorySpec:
     """`build` with the settings as keywords (tests and benchmarks)."""
     return build(RepositoryConfig(
@@ -203,7 +205,8 @@ def build_repository(
         model=ModelConfig(model_dir=Path(model_dir), task=task.value if isinstance(task, Task) else task,
                           trust_remote_code=trust_remote_code),
         execution=ExecutionConfig(dtype=dtype, device=device, engine=engine, quantize=quantize,
-                                  onnx_cache_dir=Path(onnx_cache_dir) if onnx_cache_dir else None),
+                                  onnx_cache_dir=Path(onnx_cache_dir) if onnx_cache_dir else None,
+                                  allow_pickle_weights=allow_pickle_weights),
         batching=BatchingConfig(max_batch_size=max_batch_size, max_batch_tokens=max_batch_tokens),
         triton_batching=TritonBatchingConfig(preferred_batch_sizes=tuple(preferred_batch_sizes),
                                              max_queue_delay_us=max_queue_delay_us, instance_count=instance_count)))
@@ -237,6 +240,7 @@ def build(config: RepositoryConfig) -> RepositorySpec:
     execution, batching, triton_batching = config.execution, config.batching, config.triton_batching
     model_dir = Path(config.model.model_dir)
     resolved = check_encoder_task(model_dir, config.model.task)
+    check_weights(model_dir, execution.allow_pickle_weights)
     kind = instance_kind(execution.device)
     check_quantize_placement(execution.quantize, on_gpu=kind == "KIND_GPU")
     trust_remote_code = config.model.trust_remote_code

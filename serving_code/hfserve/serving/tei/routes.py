@@ -97,6 +97,9 @@ class TEIRoutes:
             "task": settings.task.value,
             "max_concurrent_requests": self.max_concurrent_requests,
             "max_client_batch_size": settings.max_request_items,
+            # above max_client_batch_size: split into batches of that size (up to max_split_client_batch_size)
+            "auto_split_client_batches": settings.split_request_items is not None,
+            "max_split_client_batch_size": settings.split_request_items,
             "auto_truncate": settings.auto_truncate,
             "version": _version(),
         }
