@@ -91,18 +91,6 @@ def key_file(text) -> Path:
     return path
 
 
-def key_file(text) -> Path:
-    """An API key file must be readable and hold a key (its content is never put in a message)."""
-    path = Path(text)
-    try:
-        content = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise argparse.ArgumentTypeError(f"cannot read {path} ({type(error).__name__})") from None
-    if not content.strip():
-        raise argparse.ArgumentTypeError(f"{path} is empty")
-    return path
-
-
 def parse_batch_sizes(text) -> tuple[int, ...]:
     if isinstance(text, (list, tuple)):
         parts = list(text)
@@ -169,9 +157,6 @@ class ExecutionConfig:
     onnx_cache_dir: Path | None = setting(None, "Writable folder for exported and quantized graphs (default: "
                                                 "$HFSERVE_CACHE_DIR/onnx, else the system temp folder); never the "
                                                 "model directory", env="HFSERVE_CACHE_DIR")
-    allow_pickle_weights: bool = setting(False, "Load pytorch_model.bin / .pt / .ckpt weights where a folder has no "
-                                                ".safetensors (off: refused at start, naming the file; loading pickle "
-                                                "runs an unpickler over the model directory)")
     allow_pickle_weights: bool = setting(False, "Load pytorch_model.bin / .pt / .ckpt weights where a folder has no "
                                                 ".safetensors (off: refused at start, naming the file; loading pickle "
                                                 "runs an unpickler over the model directory)")
@@ -268,15 +253,6 @@ class ServingConfig:
                                                     "gRPC RepositoryModelLoad/Unload) on the serving ports. "
                                                     "Unauthenticated: anyone who reaches the port can unload the "
                                                     "model. Off by default")
-    # security review M5 (serving/api_key.py): the key itself is never logged, echoed or shown as a default
-    api_key_file: Path | None = setting(None, "File holding the API key every request must send as 'Authorization: "
-                                              "Bearer <key>' (probes exempt; /metrics too unless "
-                                              "--api_key_covers_metrics); preferred to --api_key, whose value shows "
-                                              "in the process list", parse=key_file)
-    api_key: str | None = setting(None, "The API key itself (default: $HFSERVE_API_KEY); prefer --api_key_file",
-                                  env="HFSERVE_API_KEY", metavar="KEY")
-    api_key_covers_metrics: bool = setting(False, "With an API key: /metrics needs it too (default: exempt, so a "
-                                                  "scraper needs no key; it carries counts and latencies only)")
     # security review M5 (serving/api_key.py): the key itself is never logged, echoed or shown as a default
     api_key_file: Path | None = setting(None, "File holding the API key every request must send as 'Authorization: "
                                               "Bearer <key>' (probes exempt; /metrics too unless "
