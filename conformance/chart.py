@@ -50,7 +50,7 @@ def inference_service(runtime: str, model_name: str, namespace: str = "emulated"
     return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
             "metadata": {"name": model_name, "namespace": namespace},
             "spec": {"predictor": {"model": {"modelFormat": {"name": "huggingface"}, "runtime": runtime,
-                                             "storageUri": f"pvc://emulated/{model_name}"}}}}
+                                             "storageUri": f"s3://emulated/{model_name}"}}}}
 
 
 def build_pod(runtime: str, model_name: str, values: dict[str, Any] | None = None,

@@ -2,8 +2,9 @@
 look at them (name, supportedModelFormats, protocolVersions, multiModel, disabled, workerSpec).
 
 Source: config/runtimes/kustomization.yaml and config/runtimes/kserve-*.yaml of kserve/kserve at
-v0.15.0 and at the v0.21 development line (commit aaac4e29); KServe's Helm chart
-charts/kserve-runtime-configs installs the same set, each `disabled: false` by default. Only the
+v0.15.0 (the same runtimes in charts/kserve-resources/templates/clusterservingruntimes.yaml) and
+at master (commit aaac4e29, key "0.21"), where KServe's Helm chart charts/kserve-runtime-configs
+(from v0.17.0) installs the same set, each `disabled: false` by default. Only the
 fields the rules read are kept. 0.14 differs for huggingface: no multinode runtime (v0.14.0).
 """
 
@@ -70,7 +71,11 @@ def builtin_runtimes(kserve_version: str) -> list[dict[str, Any]]:
     """A fresh copy of the built-in ClusterServingRuntimes of that KServe release."""
     from .versions import minor
 
-    key = f"0.{minor(kserve_version)}"
-    if key not in _BY_VERSION:
+    wanted = minor(kserve_version)
+    # 0.16-0.20: the nearest list below; their huggingface runtimes (the only ones the chart's
+    # admission and selection compare with) are those of 0.15 and master (kserve-huggingfaceserver
+    # priority 1, -multinode priority 2; config/runtimes at each tag)
+    known = sorted((minor(k), k) for k in _BY_VERSION if minor(k) <= wanted)
+    if not known or wanted > 21:
         raise KeyError(f"no built-in runtime list for KServe {kserve_version} (known: {sorted(_BY_VERSION)})")
-    return copy.deepcopy(_BY_VERSION[key])
+    return copy.deepcopy(_BY_VERSION[known[-1][1]])

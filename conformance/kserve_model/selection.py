@@ -9,9 +9,15 @@ pkg/controller/v1beta1/inferenceservice/components/predictor.go, `reconcileModel
 * without it: pkg/apis/serving/v1beta1/predictor_model.go `GetSupportingRuntimes`: not
   disabled, same multi-model flag, supports the format among autoSelect formats, supports the
   ISVC protocol (`GetProtocol`: v1 when unset), and `IsMultiNodeRuntime()` equal to whether the
-  ISVC asks for workers; sorted by `sortSupportedRuntimeByPriority` (stable, higher priority
-  first, a runtime with a priority before one without; namespaced runtimes before cluster ones);
-  the first wins.
+  ISVC asks for workers. Each list (namespaced, then cluster) is first ordered by
+  `sortServingRuntimeList`/`sortClusterServingRuntimeList` (`GetProtocolVersionPriority`, the
+  lowest listed protocol, v1 < v2 < grpc-v1 < grpc-v2 < none; then creationTimestamp newest
+  first; then name), then by `sortSupportedRuntimeByPriority` (higher priority first, a runtime
+  with a priority before one without; the priority is `GetPriority(name)`: the first format of
+  that exact name, whatever its autoSelect or version); namespaced runtimes before cluster ones;
+  the first wins. The priority sort is `sort.SliceStable` only on master (`9ced22e00` #6021);
+  v0.15.0-v0.20.0 use `sort.Slice`, so there the order of equal priorities is not defined
+  (`tie_is_unordered`).
 """
 
 from __future__ import annotations
@@ -52,9 +58,31 @@ def _protocol_ok(runtime: dict[str, Any], protocol: str | None) -> bool:
 
 def _priority(runtime: dict[str, Any], fmt_name: str) -> int | None:
     for fmt in runtime["spec"].get("supportedModelFormats") or []:
-        if fmt["name"] == fmt_name and fmt.get("autoSelect"):
+        if fmt["name"] == fmt_name:
             return fmt.get("priority")
     return None
+
+
+_PROTOCOL_RANK = {"v1": 1, "v2": 2, "grpc-v1": 3, "grpc-v2": 4}
+
+
+def _protocol_rank(runtime: dict[str, Any]) -> int:
+    listed = runtime["spec"].get("protocolVersions") or []
+    return min((_PROTOCOL_RANK.get(p, 5) for p in listed), default=5)
+
+
+def presorted(runtimes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`sortClusterServingRuntimeList`: protocol rank, newest creationTimestamp, name."""
+    out = sorted(runtimes, key=lambda r: r["metadata"]["name"])
+    out.sort(key=lambda r: r["metadata"].get("creationTimestamp") or "", reverse=True)
+    out.sort(key=_protocol_rank)
+    return out
+
+
+def tie_is_unordered(kserve_version: str) -> bool:
+    from .versions import at_least
+
+    return not at_least(kserve_version, "master")
 
 
 def select_runtime(isvc: dict[str, Any], cluster_runtimes: list[dict[str, Any]],
@@ -83,6 +111,7 @@ def select_runtime(isvc: dict[str, Any], cluster_runtimes: list[dict[str, Any]],
               if not r["spec"].get("disabled") and not r["spec"].get("multiModel")
               and supports_format(r, isvc) and _protocol_ok(r, protocol)
               and bool(r["spec"].get("workerSpec")) == multinode]
+        ok = presorted(ok)
         with_p = [r for r in ok if _priority(r, fmt_name) is not None]
         without = [r for r in ok if _priority(r, fmt_name) is None]
         return sorted(with_p, key=lambda r: -int(_priority(r, fmt_name))) + without

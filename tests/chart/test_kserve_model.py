@@ -125,13 +125,13 @@ def test_pod_assembly_merge_order_and_placeholders():
     new = controller_pod_spec(_triton_like(), item, "0.21")
     assert [c["name"] for c in new["containers"]] == ["kserve-container", "transformer-container", "sidecar"]
     k, t, side = new["containers"]
-    assert k["args"] == ["--a", "--model_name=emb", "--b"]  # appended from 0.20
+    assert k["args"] == ["--a", "--model_name=emb", "--b"]  # appended
     assert k["resources"]["limits"] == {"cpu": "1", "memory": "1Gi", "nvidia.com/gpu": "1"}
     assert {e["name"]: e["value"] for e in k["env"]} == {"X": "2", "Y": "3", "INFERENCE_SERVICE_NAME": "emb"}
     assert t["args"] == ["--model_name=emb"] and "resources" not in t
     assert side["args"] == ["--keep={{ raw }}"]  # other containers verbatim, no template pass
     old = controller_pod_spec(_triton_like(), item, "0.15")
-    assert old["containers"][0]["args"] == ["--b"]  # replaced before 0.20
+    assert old["containers"][0]["args"] == ["--a", "--model_name=emb", "--b"]  # appended on 0.15 too (B1)
     assert "env" not in old["containers"][1]  # INFERENCE_SERVICE_NAME from 0.17
 
 
@@ -205,7 +205,8 @@ def test_knative_flags_and_liveness_rewrite():
     assert serving["livenessProbe"]["httpGet"]["port"] == 8081  # rewritten to the declared port
     assert {"name": "PORT", "value": "8081"} in serving["env"]
     assert pod["spec"]["containers"][-1]["name"] == "queue-proxy"
-    kept = assemble_pod(runtime, isvc("m", "r"), "Serverless", "0.21", {"multi-container-probing": "enabled"})
+    kept = assemble_pod(runtime, isvc("m", "r"), "Serverless", "0.21", {"multi-container-probing": "enabled"},
+                        knative_version="1.23")
     assert kept["spec"]["containers"][0]["livenessProbe"]["httpGet"]["port"] == 8080
     with pytest.raises(KnativeRejected):
         item = isvc("m", "r")
