@@ -14,7 +14,8 @@ probes, INFERENCE_SERVICE_NAME). What stands in for the cluster:
 
 * volumes: every emptyDir is one private directory per volume, shared by the containers that
   mount it; the model volume is `model_dir`; container paths in args and env are rewritten to
-  those directories; /dev/shm stays the host's;
+  those directories; /dev/shm stays the host's, and stopping the pod removes the shared-memory segments
+  its Triton left (those of launchers no longer alive);
 * /mnt/models read-only: where the machine allows (root with `unshare`), each container runs in
   its own mount namespace in which the model directory is bind-mounted read-only, so a write
   there fails as on a cluster; as a non-root user the model is copied with read-only permissions;
@@ -58,6 +59,7 @@ from conformance.kserve_model import NEWEST
 from conformance.kserve_model.pod_assembly import MODEL_VOLUME
 from conformance.pods.base import LEFTOVERS, NOT_RUN, Container, Pod, PodError, argv_int
 from devkit.ports import reserve_ports
+from hfserve.triton.supervisor import remove_stale_segments
 
 # Paths a container may mount that must stay the host's own.
 HOST_PATHS = ("/dev/shm",)
@@ -468,6 +470,8 @@ class EmulatedPod(Pod):
                 c.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         for c in running:
             c.kill_all()
+        # /dev/shm is the host's here, not a per-pod tmpfs: remove what the pod's Triton left (dead launchers' only)
+        remove_stale_segments()
         for c in self.containers.values():
             if c._log:
                 c._log.close()

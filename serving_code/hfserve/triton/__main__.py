@@ -28,7 +28,7 @@ from ..drain_delay import default_delay_s
 from ..engine.loading import check_weights
 from .local_server import TritonNotFound, find_triton
 from .repository import EXIT_GENERATIVE, GenerativeTaskRefused, check_encoder_task, resolve_onnx_backend
-from .supervisor import ADMIN_HEADER, TritonProcess
+from .supervisor import ADMIN_HEADER, TritonProcess, remove_stale_segments
 
 log = logging.getLogger("hfserve.triton")
 
@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         return status
     log.info("model repository %s/%s: %s", args.repository_dir, args.model_name, built)
 
+    remove_stale_segments(own_pid_is_stale=True)  # before Triton makes ours: what earlier containers left
     shm_prefix, admin_token = TritonProcess.new_identity()
     host = "127.0.0.1" if args.bind_address in ("0.0.0.0", "::", "[::]", "") else args.bind_address
     triton = TritonProcess(

@@ -20,6 +20,7 @@ import glob
 import json
 import logging
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -51,6 +52,51 @@ def exit_status(returncode: int | None) -> int:
 
 def shm_segments(prefix: str) -> list[Path]:
     return [Path(p) for p in glob.glob(str(SHM_DIR / (glob.escape(prefix) + "*")))]
+
+
+# new_identity's prefix: the launcher's pid, then random hex
+SHM_NAME_RE = re.compile(r"^hfserve_triton_(\d+)_[0-9a-f]+_")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def stale_segments(shm_dir: Path = SHM_DIR, own_pid_is_stale: bool = False) -> list[Path]:
+    """Our segments whose launcher is gone (security review L5): an OOM-killed or SIGKILLed container leaves its
+    Python-backend segments in the pod's memory-backed /dev/shm, where they count against its memory. Only names
+    with our prefix; a live launcher's are kept. In a container the restarted launcher often gets the dead one's pid
+    (pid namespaces restart at 1), so the launcher, which has made none of its own yet, counts its own pid as gone."""
+    found = []
+    for path in Path(shm_dir).glob("hfserve_triton_*"):
+        match = SHM_NAME_RE.match(path.name)
+        if match is None:
+            continue
+        pid = int(match.group(1))
+        if (own_pid_is_stale and pid == os.getpid()) or not _alive(pid):
+            found.append(path)
+    return found
+
+
+def remove_stale_segments(shm_dir: Path = SHM_DIR, own_pid_is_stale: bool = False) -> list[Path]:
+    removed = []
+    for segment in stale_segments(shm_dir, own_pid_is_stale):
+        try:
+            segment.unlink()
+            removed.append(segment)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("could not remove stale shared memory %s: %s", segment, exc)
+    if removed:
+        log.info("removed %d stale shared-memory segments of earlier launches", len(removed))
+    return removed
 
 
 def group_pids(pgid: int) -> list[int]:
