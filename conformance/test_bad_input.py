@@ -149,10 +149,21 @@ def test_rejected_with_json_error(minilm, case):
             r = http.post(path, content=body, headers={"Content-Type": case.content_type})
         except httpx.TransportError as exc:
             pytest.fail(f"{case.id}: connection failed instead of a 4xx answer: {exc!r}")
-        P.assert_json_error(r)
+        _assert_error(r)
         if case.status:
             assert r.status_code in case.status, f"{case.id}: expected {case.status}, got {r.status_code}"
         _good(http, minilm.model_name)
+
+
+def _assert_error(r: httpx.Response) -> None:
+    """A 4xx JSON error: {"error": "..."}, or on the OpenAI routes and Cohere's /v2/embed (whose errors take the
+    shape of the Cohere-style /v1/rerank) {"error": {"message": "...", ...}}."""
+    if r.request.url.path != COHERE:
+        P.assert_json_error(r)
+        return
+    assert 400 <= r.status_code <= 499, f"{COHERE}: expected a 4xx, got {r.status_code}: {r.text[:300]!r}"
+    message = r.json()["error"]["message"]
+    assert isinstance(message, str) and message, r.text[:300]
 
 
 

@@ -143,6 +143,12 @@ Usage: include "hfr.tokenizerArgs" .Values.huggingface.args
 {{- if .returnProbabilities }}
 - --return_probabilities
 {{- end }}
+{{- if .defaultPromptName }}
+- --default_prompt_name={{ .defaultPromptName }}
+{{- end }}
+{{- if .defaultPrompt }}
+- {{ printf "--default_prompt=%s" .defaultPrompt | quote }}
+{{- end }}
 - --max_request_items={{ int .maxRequestItems }}
 - --max_request_bytes={{ int64 .maxRequestBytes }}
 {{- end -}}
