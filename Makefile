@@ -12,8 +12,8 @@ export TRANSFORMERS_OFFLINE := 1
   lint test test-fast test-unit test-server test-triton test-pods test-soak test-gpu-pack conformance chart-lint chart-test actionlint \
   bench bench-engines load chaos rss-soak \
   gpu-info gpu-wheelhouse gpu-check gpu-check-dry conformance-gpu \
-  images base-image wheelhouse podman-conf pod-test ci-tools \
-  kserve-install kind-load cluster-test cluster-debug \
+  images base-image wheelhouse podman-conf pod-test ci-tools image-smoke \
+  kserve-install knative-install kind-load cluster-test cluster-debug \
   release-check release-dry-run release-chart release-sign
 
 help: ## List the targets by section, and the variables they read ([default] in brackets)
@@ -33,6 +33,9 @@ help: ## List the targets by section, and the variables they read ([default] in 
 
 ##@ Start here
 
+## TORCH_INDEX_URL: an extra pip index for torch, e.g. PyTorch's CPU index: the venv, gpu-check-dry and the wheelhouse use it
+TORCH_INDEX_URL ?=
+TORCH_INDEX = $(if $(TORCH_INDEX_URL),--extra-index-url $(TORCH_INDEX_URL))
 ## HOST: the address make serve and serve-triton listen on
 HOST ?= 127.0.0.1
 ## PORT: the HTTP port of make serve and serve-triton (gRPC on PORT + 1)
@@ -50,7 +53,7 @@ TRITON_METRICS_PORT ?= 8002
 $(STAMP): requirements/runtime.txt requirements/dev.txt requirements/constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements/dev.txt -c requirements/constraints.txt
+	$(PY) -m pip install --quiet -r requirements/dev.txt -c requirements/constraints.txt $(TORCH_INDEX)
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
@@ -189,7 +192,7 @@ gpu-check: ## On the GPU machine: unpack GPU_WHEELHOUSE, both runtimes vs the ra
 
 gpu-check-dry: $(STAMP) ## The GPU check on this CPU as the GPU machine runs it (a venv with only torch + transformers)
 	test -f $(GPU_DRY)/venv/.installed || { rm -rf $(GPU_DRY)/venv && $(PYTHON) -m venv $(GPU_DRY)/venv && \
-	  $(GPU_DRY)/venv/bin/python -m pip install --quiet torch transformers -c requirements/constraints.txt && \
+	  $(GPU_DRY)/venv/bin/python -m pip install --quiet torch transformers -c requirements/constraints.txt $(TORCH_INDEX) && \
 	  touch $(GPU_DRY)/venv/.installed; }  # the stamp comes last: an interrupted install is redone, not kept
 	version="$$($(GPU_DRY)/venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')" && \
 	  $(MAKE) gpu-wheelhouse GPU_WHEELHOUSE=$(GPU_DRY)/wheelhouse GPU_PY_VERSION=$$version GPU_PACK_PRESET=0 GPU_WHEELHOUSE_MIB=1024
@@ -251,6 +254,20 @@ pod-test: $(STAMP) images ## Build the images, run both runtimes as podman pods,
 ci-tools: ## Install podman, runc and debootstrap from Debian/Ubuntu packages where missing
 	.ci/install-container-tools.sh
 
+## SMOKE_HUGGINGFACE: kserve-huggingface images make image-smoke starts, space-separated [as make images tags it]
+SMOKE_HUGGINGFACE ?= $(IMAGE_PREFIX)/huggingface-runtime:$(IMAGE_TAG)
+## SMOKE_TRANSFORMER: the Triton pod's transformer image, empty: no Triton pod (SMOKE_TRITON: its Triton image)
+SMOKE_TRANSFORMER ?= $(IMAGE_PREFIX)/transformer:$(IMAGE_TAG)
+SMOKE_TRITON ?= $(IMAGE_PREFIX)/triton:$(IMAGE_TAG)
+## SMOKE_PULL: 1 pulls the images first (REGISTRY_USER/REGISTRY_PASSWORD log in to their registry)
+SMOKE_PULL ?=
+
+image-smoke: CONTAINER_ENGINE := podman
+image-smoke: export CONTAINERS_CONF := $(PODMAN_CONF)
+image-smoke: $(STAMP) podman-conf ## Start each image with the packaged MiniLM as the chart's pod (podman) and check V1 ready + predict
+	$(SUDO)$(PY) -m devkit.image_smoke $(foreach i,$(SMOKE_HUGGINGFACE),--huggingface $(i)) \
+	  $(if $(SMOKE_TRANSFORMER),--transformer $(SMOKE_TRANSFORMER) --triton $(SMOKE_TRITON)) $(if $(SMOKE_PULL),--pull)
+
 ##@ Cluster (KUBECONFIG's current context)
 
 ## KIND_CLUSTER: the kind cluster make kind-load loads into
@@ -260,14 +277,36 @@ KSERVE_VERSION ?= v0.21.0
 CERT_MANAGER_VERSION ?= v1.17.2
 KIND_IMAGES = $(IMAGE_PREFIX)/huggingface-runtime:$(IMAGE_TAG) $(IMAGE_PREFIX)/transformer:$(IMAGE_TAG) $(IMAGE_PREFIX)/triton:$(IMAGE_TAG)
 
-kserve-install: ## Install cert-manager and KServe KSERVE_VERSION (Standard mode) into the current kube context
+## KSERVE_MODE: the default deployment mode make kserve-install sets, RawDeployment or Serverless (names every KServe knows)
+KSERVE_MODE ?= RawDeployment
+## KNATIVE_VERSION: the Knative Serving KSERVE_MODE=Serverless installs first, with Kourier (KOURIER_VERSION)
+KNATIVE_VERSION ?= 1.21.1
+KOURIER_VERSION ?= 1.21.0
+KNATIVE_RELEASES = https://github.com/knative
+
+kserve-install: ## Install cert-manager, Knative with Kourier when KSERVE_MODE=Serverless, and KServe KSERVE_VERSION
 	kubectl apply -f https://github.com/cert-manager/cert-manager/releases/download/$(CERT_MANAGER_VERSION)/cert-manager.yaml
 	kubectl -n cert-manager wait --for=condition=Available deployment --all --timeout=300s
+	$(if $(filter Serverless,$(KSERVE_MODE)),$(MAKE) knative-install)
 	helm upgrade --install kserve-crd oci://ghcr.io/kserve/charts/kserve-crd --version $(KSERVE_VERSION) \
 	  --namespace kserve --create-namespace --wait
 	helm upgrade --install kserve oci://ghcr.io/kserve/charts/kserve --version $(KSERVE_VERSION) \
-	  --namespace kserve --wait --timeout 10m --set kserve.controller.deploymentMode=Standard \
-	  --set kserve.controller.gateway.disableIngressCreation=true
+	  --namespace kserve --wait --timeout 10m --set-string kserve.controller.deploymentMode=$(KSERVE_MODE) \
+	  --set kserve.controller.gateway.disableIngressCreation=true \
+	  $(if $(filter Serverless,$(KSERVE_MODE)),--set kserve.controller.gateway.disableIstioVirtualHost=true)
+
+# Knative Serving and net-kourier from their release manifests; Kourier is the ingress (no Istio). Tags of the
+# locally built images (kind-load) cannot be resolved to digests, so Knative skips that for their registry.
+knative-install: ## Install Knative Serving KNATIVE_VERSION with Kourier as its ingress into the current kube context
+	kubectl apply -f $(KNATIVE_RELEASES)/serving/releases/download/knative-v$(KNATIVE_VERSION)/serving-crds.yaml
+	kubectl apply -f $(KNATIVE_RELEASES)/serving/releases/download/knative-v$(KNATIVE_VERSION)/serving-core.yaml
+	kubectl apply -f $(KNATIVE_RELEASES)/net-kourier/releases/download/knative-v$(KOURIER_VERSION)/kourier.yaml
+	kubectl -n knative-serving patch configmap/config-network --type merge \
+	  -p '{"data":{"ingress-class":"kourier.ingress.networking.knative.dev"}}'
+	kubectl -n knative-serving patch configmap/config-deployment --type merge \
+	  -p '{"data":{"registries-skipping-tag-resolving":"kind.local,ko.local,dev.local,$(firstword $(subst /, ,$(IMAGE_PREFIX)))"}}'
+	kubectl -n knative-serving wait --for=condition=Available deployment --all --timeout=300s
+	kubectl -n kourier-system wait --for=condition=Available deployment --all --timeout=300s
 
 kind-load: ## Load the three images `make images` built into the kind cluster KIND_CLUSTER
 	for img in $(KIND_IMAGES); do kind load docker-image "$$img" --name $(KIND_CLUSTER); done

@@ -138,13 +138,58 @@ def _step_index(steps: list[dict], predicate, what: str) -> int:
     return found[0]
 
 
-def test_e2e_installs_kserve_021_and_runs_conformance_on_the_cluster():
+def _matrix_legs(job: dict) -> list[dict]:
+    """The legs of a job's strategy.matrix as GitHub expands them (axes crossed, then `include` merged into
+    every leg whose axis values it matches, or added as a leg of its own)."""
+    matrix = dict((job.get("strategy") or {}).get("matrix") or {})
+    include = matrix.pop("include", [])
+    matrix.pop("exclude", None)
+    if not matrix:
+        return [dict(extra) for extra in include]
+    legs: list[dict] = [{}]
+    for axis, values in matrix.items():
+        legs = [{**leg, axis: v} for leg in legs for v in values]
+    for extra in include:
+        matching = [leg for leg in legs if all(leg.get(k) == v for k, v in extra.items() if k in matrix)]
+        for leg in matching:
+            leg.update({k: v for k, v in extra.items() if k not in matrix})
+        if not matching:
+            legs.append(dict(extra))
+    return legs
+
+
+def test_e2e_is_a_matrix_of_kserve_015_and_the_newest_in_both_modes():
+    """H3: the kind job runs KServe 0.15 and the newest release, in Standard mode and in Serverless mode on the
+    Knative that release's installer sets up (kourier as the ingress)."""
     doc, job = _e2e_job()
-    assert {**doc.get("env", {}), **job.get("env", {})}.get("KSERVE_VERSION") == "v0.21.0"
+    legs = _matrix_legs(job)
+    makefile = (REPO / "Makefile").read_text()
+    newest = re.search(r"^KSERVE_VERSION \?= (\S+)", makefile, re.M).group(1)
+    assert {(leg["kserve"], leg["mode"]) for leg in legs} == {
+        (v, m) for v in ("v0.15.2", newest) for m in ("RawDeployment", "Serverless")}, legs
+    knative = {leg["kserve"]: leg["knative"] for leg in legs}
+    assert knative == {"v0.15.2": "1.15.2", newest: "1.21.1"}, "the Knative KServe's own installer sets up"
+    assert all(leg.get("kourier") for leg in legs)
+    env = job["env"]
+    assert env["KSERVE_VERSION"] == "${{ matrix.kserve }}" and env["KSERVE_MODE"] == "${{ matrix.mode }}"
+    assert env["KNATIVE_VERSION"] == "${{ matrix.knative }}" and env["KOURIER_VERSION"] == "${{ matrix.kourier }}"
+    assert job["strategy"].get("fail-fast") is False, "one failing leg must not cancel the others"
+    # the Makefile installs what a Serverless leg needs
+    install = re.search(r"^kserve-install:.*\n((?:\t.*\n)+)", makefile, re.M).group(1)
+    assert "knative-install" in install and "deploymentMode=$(KSERVE_MODE)" in install
+    knative_recipe = re.search(r"^knative-install:.*\n((?:\t.*\n)+)", makefile, re.M).group(1)
+    assert "kourier" in knative_recipe and "registries-skipping-tag-resolving" in knative_recipe
+    upload = next(s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/upload-artifact@"))
+    assert "matrix.kserve" in upload["with"]["name"] and "matrix.mode" in upload["with"]["name"]
+
+
+def test_e2e_installs_kserve_and_runs_conformance_on_the_cluster():
+    doc, job = _e2e_job()
     steps = job["steps"]
     order = [_step_index(steps, lambda s, c=command: s.get("run") == c, f"running `{command}`")
-             for command in ("make kserve-install", "make images", "make kind-load", "make conformance TARGET=cluster")]
-    assert order == sorted(order), "kserve-install, images, kind-load, conformance must run in that order"
+             for command in ("make ci-tools", "make kserve-install", "make images", "make kind-load",
+                             "make conformance TARGET=cluster", "make cluster-test")]
+    assert order == sorted(order), "ci-tools, kserve-install, images, kind-load, conformance, cluster-test in order"
 
 
 def test_e2e_cluster_steps_see_the_kind_cluster_and_cannot_be_skipped():
@@ -156,12 +201,90 @@ def test_e2e_cluster_steps_see_the_kind_cluster_and_cannot_be_skipped():
     steps = job["steps"]
     kind = _step_index(steps, lambda s: str(s.get("uses", "")).startswith("helm/kind-action@"), "using kind-action")
     assert steps[kind].get("with", {}).get("kubeconfig") in ("${{ env.KUBECONFIG }}", env["KUBECONFIG"])
-    for command in ("make conformance TARGET=cluster", "make cluster-test"):
+    for command in ("make kserve-install", "make conformance TARGET=cluster", "make cluster-test"):
         index = _step_index(steps, lambda s, c=command: s.get("run") == c, f"running `{command}`")
         assert index > kind, f"`{command}` runs before the cluster exists"
         step = steps[index]
         assert "if" not in step and not step.get("continue-on-error"), f"`{command}` may be skipped: {step}"
         assert "KUBECONFIG" not in step.get("env", {}), f"`{command}` overrides KUBECONFIG"
+
+
+# ---- what GitHub-hosted runners lack (test audit H1) ------------------------------------------------
+
+CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
+# targets that install torch (the images' wheelhouse, the GPU check's dry-run venv) or build the images
+TORCH_TARGETS = {"test", "images", "pod-test", "release-dry-run", "wheelhouse", "test-gpu-pack", "gpu-check-dry"}
+# targets that need podman or debootstrap, which `make ci-tools` installs (`make test` runs it itself)
+TOOL_TARGETS = {"images", "pod-test", "base-image", "release-dry-run", "image-smoke"}
+
+
+def _make_target(step: dict) -> str | None:
+    m = re.fullmatch(r"make ([a-z][a-z0-9-]*)(?: .*)?", str(step.get("run", "")).strip())
+    return m.group(1) if m else None
+
+
+def runner_problems(doc: dict) -> list[str]:
+    """Why a job of this workflow would fail on a GitHub-hosted runner: a step that builds images or installs
+    torch without PyTorch's CPU index in its environment (PyPI has only the CUDA build, and the wheelhouse
+    refuses it), or one that needs podman/debootstrap with no `make ci-tools` before it."""
+    problems = []
+    for job_id, job in doc["jobs"].items():
+        runs_on = job.get("runs-on")
+        if "self-hosted" in (runs_on if isinstance(runs_on, list) else [runs_on]):
+            continue
+        tools = False
+        for step in job.get("steps", []):
+            target = _make_target(step)
+            if target is None:
+                continue
+            env = {**(doc.get("env") or {}), **(job.get("env") or {}), **(step.get("env") or {})}
+            if target in TORCH_TARGETS and env.get("TORCH_INDEX_URL") != CPU_TORCH_INDEX:
+                problems.append(f"{job_id}: `make {target}` without TORCH_INDEX_URL={CPU_TORCH_INDEX}")
+            if target in TOOL_TARGETS and not tools:
+                problems.append(f"{job_id}: `make {target}` before `make ci-tools`")
+            tools = tools or target in ("ci-tools", "test")
+    return problems
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_jobs_that_build_images_have_the_cpu_torch_index_and_the_container_tools(path):
+    assert runner_problems(yaml.safe_load(path.read_text())) == []
+
+
+def test_the_runner_check_finds_a_job_without_the_index_or_the_tools():
+    job = {"runs-on": "ubuntu-24.04", "steps": [{"run": "make images"}, {"run": "make kind-load"}]}
+    assert runner_problems({"jobs": {"e2e": job}}) == [
+        f"e2e: `make images` without TORCH_INDEX_URL={CPU_TORCH_INDEX}", "e2e: `make images` before `make ci-tools`"]
+    fixed = {"env": {"TORCH_INDEX_URL": CPU_TORCH_INDEX},
+             "jobs": {"e2e": {**job, "steps": [{"run": "make ci-tools"}, *job["steps"]]}}}
+    assert runner_problems(fixed) == []
+    wrong = {"env": {"TORCH_INDEX_URL": "https://pypi.org/simple"}, "jobs": {"t": {
+        "runs-on": "ubuntu-24.04", "steps": [{"run": "make test"}]}}}
+    assert runner_problems(wrong) == [f"t: `make test` without TORCH_INDEX_URL={CPU_TORCH_INDEX}"]
+    self_hosted = {"jobs": {"g": {"runs-on": ["self-hosted", "gpu"], "steps": [{"run": "make images"}]}}}
+    assert runner_problems(self_hosted) == []
+
+
+def test_the_makefile_passes_the_torch_index_to_the_venv_and_the_dry_run():
+    makefile = (REPO / "Makefile").read_text()
+    venv = re.search(r"^\$\(STAMP\):.*\n((?:\t.*\n)+)", makefile, re.M).group(1)
+    dry = re.search(r"^gpu-check-dry:.*\n((?:\t.*\n)+)", makefile, re.M).group(1)
+    for recipe in (venv, dry):
+        assert "pip install" in recipe and "$(TORCH_INDEX)" in recipe, recipe
+    env = {"TORCH_INDEX_URL": CPU_TORCH_INDEX, "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(["make", "-n", "-B", "gpu-check-dry"], cwd=REPO, capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert f"--extra-index-url {CPU_TORCH_INDEX}" in proc.stdout, proc.stdout + proc.stderr
+    test_recipe = re.search(r"^test:.*\n((?:\t.*\n)+)", makefile, re.M).group(1)
+    assert test_recipe.index("ci-tools") < test_recipe.index("pod-test"), "make test installs the tools first"
+
+
+def test_ci_timeout_fits_the_suite_and_the_ci_budget():
+    """The suite takes about 20-27 minutes on 2 cores plus a cold pod-test's ~12: a timeout above that, within
+    the 90-minute CI budget (not 180)."""
+    doc = yaml.safe_load((REPO / ".github" / "workflows" / "ci.yml").read_text())
+    for job in doc["jobs"].values():
+        assert 45 <= job["timeout-minutes"] <= 90, job["timeout-minutes"]
 
 
 # ---- release.yml (issue 9): images and chart published on a version tag -------------------------------
@@ -178,7 +301,8 @@ def test_release_runs_on_version_tags_and_checks_versions_before_publishing():
     check = [s for s in jobs["check"]["steps"] if s.get("run") == "make release-check"]
     assert check and check[0]["env"]["RELEASE_TAG"] == "${{ github.ref_name }}", jobs["check"]["steps"]
     assert jobs["images"]["needs"] == "check"
-    assert set(jobs["chart"]["needs"]) == {"check", "images"}, "the chart is pushed only after its images"
+    assert set(jobs["chart"]["needs"]) == {"check", "images", "smoke"}, \
+        "the chart is pushed only after its images, once each has been started"
 
 
 def test_release_pushes_signs_and_attaches_sboms_to_the_charts_images():
@@ -227,3 +351,58 @@ def test_release_check_fails_when_tag_chart_and_images_disagree(tmp_path):
     moved = subprocess.run([*script, "--chart", str(copy)], capture_output=True, text=True, timeout=120)
     assert moved.returncode == 1, moved.stdout
     assert "appVersion 9.9.9" in moved.stderr and "pyproject.toml" in moved.stderr, moved.stderr
+
+
+# ---- every published image is started (test audit H3) ---------------------------------------------------
+
+def _pushed_images() -> set[tuple[str, str]]:
+    """(image, platform) of every image the release pushes: the chart's output name plus the tag suffix."""
+    matrix = _release()["jobs"]["images"]["strategy"]["matrix"]["include"]
+    return {(m["output"] + m["suffix"], p.removeprefix("linux/")) for m in matrix for p in m["platforms"].split(",")}
+
+
+def test_release_starts_every_pushed_image_with_minilm():
+    job = _release()["jobs"]["smoke"]
+    assert set(job["needs"]) == {"check", "images"}
+    legs = _matrix_legs(job)
+    arch = {"ubuntu-24.04": "amd64", "ubuntu-24.04-arm": "arm64"}
+    started = set()
+    for leg in legs:
+        platform = arch[leg["runner"]]
+        if leg.get("huggingface"):
+            started.add(("huggingface" + leg["suffix"], platform))
+        if leg.get("pair"):
+            started |= {("transformer", platform), ("triton", platform)}
+    pushed = _pushed_images()
+    # the transformer's arm64 build runs only beside an amd64-only Triton, so it is started on amd64
+    assert pushed - started <= {("transformer", "arm64")}, pushed - started
+    assert {("huggingface", "amd64"), ("huggingface-cpu", "arm64"), ("triton", "amd64")} <= started
+    env = job["env"]
+    assert "needs.check.outputs.huggingface" in env["SMOKE_HUGGINGFACE"] and "matrix.suffix" in env["SMOKE_HUGGINGFACE"]
+    assert "needs.check.outputs.transformer" in env["SMOKE_TRANSFORMER"]
+    assert "needs.check.outputs.triton" in env["SMOKE_TRITON"]
+    assert env["SMOKE_PULL"] == "1" and env["REGISTRY_PASSWORD"] == "${{ secrets.GITHUB_TOKEN }}"
+    runs = [s.get("run") for s in job["steps"] if "run" in s]
+    assert runs == ["make ci-tools", "make image-smoke"], runs
+    assert job["permissions"]["packages"] == "read"
+
+
+def test_nightly_runs_the_upstream_images_as_pods_and_starts_them():
+    doc = yaml.safe_load((REPO / ".github" / "workflows" / "nightly.yml").read_text())
+    on = doc.get("on") or doc.get(True)
+    assert on.get("schedule"), "no nightly schedule"
+    job, = doc["jobs"].values()
+    runs = [s.get("run") for s in job["steps"] if "run" in s]
+    assert runs == ["make ci-tools", "make pod-test IMAGE_BASES=upstream", "make image-smoke"], runs
+
+
+def test_image_smoke_target_starts_both_runtimes_from_the_images_make_images_tags():
+    proc = subprocess.run(["make", "-n", "image-smoke"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = " ".join(proc.stdout.replace("\\\n", " ").split())
+    makefile = (REPO / "Makefile").read_text()
+    images = re.search(r"^images:.*\n((?:\t.*\n)+)", makefile, re.M).group(1)
+    for name in ("huggingface-runtime", "transformer", "triton"):
+        assert f"$(IMAGE_PREFIX)/{name}:$(IMAGE_TAG)" in images
+    assert "-m devkit.image_smoke --huggingface ghcr.io/hfserve/huggingface-runtime:" in out, out
+    assert "--transformer ghcr.io/hfserve/transformer:" in out and "--triton ghcr.io/hfserve/triton:" in out, out

@@ -28,8 +28,16 @@ from .pod_assembly import InvalidPredictorSpec, StorageInitializerFails, assembl
 from .raw_service import raw_service_ports
 from .selection import NoSupportingRuntime, select_runtime
 from .templating import TemplateError, render_placeholders
-from .versions import (KNATIVE_KNOWN, KNATIVE_NEWEST, NEWEST, NEWEST_RELEASE, OLDEST_SUPPORTED, SUPPORTED,
-                       normalize_mode, storage_initializer_config)
+from .versions import (
+                       KNATIVE_KNOWN,
+                       KNATIVE_NEWEST,
+                       NEWEST,
+                       NEWEST_RELEASE,
+                       OLDEST_SUPPORTED,
+                       SUPPORTED,
+                       normalize_mode,
+                       storage_initializer_config,
+)
 
 __all__ = [
     "AdmissionError", "admit_cluster_runtime", "crd_problems", "builtin_runtimes", "DEFAULT_FEATURES",

@@ -93,10 +93,20 @@ def _ready(isvc: InferenceService) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
-def _predict(kube_cluster: Cluster, namespace: str, name: str, texts: list[str]) -> dict:
-    # Through the API server's proxy to the predictor Service: no ingress or port-forward needed.
+def _predict_service(isvc: dict) -> str:
+    """The Service the API server's proxy can reach: in Standard mode the predictor's; in Serverless mode
+    `<name>-predictor` is an ExternalName to the ingress, so the ready revision's `-private` Service, whose port 80
+    is queue-proxy (knative/serving serverlessservice `MakePrivateService`)."""
+    revision = ((isvc.get("status", {}).get("components") or {}).get("predictor") or {}).get("latestReadyRevision")
+    return f"{revision}-private" if revision else f"{isvc['metadata']['name']}-predictor"
+
+
+def _predict(kube_cluster: Cluster, namespace: str, isvc: dict, texts: list[str]) -> dict:
+    # Through the API server's proxy to a predictor Service: no ingress or port-forward needed.
+    name = isvc["metadata"]["name"]
     response = kube_cluster.kube_client.post(
-        version="v1", namespace=namespace, url=f"services/{name}-predictor:80/proxy/v1/models/{name}:predict",
+        version="v1", namespace=namespace,
+        url=f"services/{_predict_service(isvc)}:80/proxy/v1/models/{name}:predict",
         json={"instances": texts}, timeout=120)
     assert response.status_code == 200, response.text[:2000]
     return response.json()
@@ -119,7 +129,7 @@ def _run(kube_cluster: Cluster, namespace: str, path: Path) -> None:
         runtime = manifest["spec"]["predictor"]["model"]["runtime"]
         states = ready.obj["status"].get("modelStatus", {}).get("states", {})
         assert states.get("activeModelState") == "Loaded", f"{runtime}: model status {states}"
-        predictions = _predict(kube_cluster, namespace, name, ["hello world", "a second sentence"])["predictions"]
+        predictions = _predict(kube_cluster, namespace, ready.obj, ["hello world", "a second sentence"])["predictions"]
         assert len(predictions) == 2
         assert len(predictions[0]) == 384, f"{runtime}: unexpected embedding size {len(predictions[0])}"
     finally:

@@ -379,3 +379,35 @@ def test_b10_the_oci_mount_is_writable_and_the_readme_says_so():
         assert mnt["readOnly"] is False
     assert "mounts the model read-only into both" not in README
     assert re.search(r"\*writable\*\s+`emptyDir` at `/mnt`", README)
+
+
+# ---- the README says which versions each kind of evidence covers --------------------------------
+
+def test_compatibility_names_the_model_s_versions_and_the_cluster_matrix_s_separately():
+    from conformance.kserve_model.versions import KNATIVE_KNOWN as knative_model
+
+    section = README.split("## Compatibility", 1)[1].split("\n## ", 1)[0]
+    model_row = next(line for line in section.splitlines() if line.startswith("| the model"))
+    cluster_row = next(line for line in section.splitlines() if line.startswith("| the cluster matrix"))
+    for version in SUPPORTED:
+        assert version in model_row, version
+    for version in knative_model:
+        assert version in model_row, version
+    workflow = yaml.safe_load((CHART.parents[1] / ".github" / "workflows" / "e2e-kind.yml").read_text())
+    matrix = next(iter(workflow["jobs"].values()))["strategy"]["matrix"]
+    for kserve in matrix["kserve"]:
+        assert kserve in cluster_row, kserve
+    for leg in matrix["include"]:
+        assert leg["knative"] in cluster_row, leg
+    assert set(matrix["mode"]) == {"RawDeployment", "Serverless"}
+    assert "RawDeployment mode and in Serverless mode" in " ".join(cluster_row.split())
+
+
+def test_the_cluster_tests_reach_a_serverless_predictor_through_its_private_service():
+    from .test_chart_cluster import _predict_service
+
+    raw = {"metadata": {"name": "m"}, "status": {"components": {"predictor": {}}}}
+    assert _predict_service(raw) == "m-predictor"
+    serverless = {"metadata": {"name": "m"},
+                  "status": {"components": {"predictor": {"latestReadyRevision": "m-predictor-00002"}}}}
+    assert _predict_service(serverless) == "m-predictor-00002-private"
