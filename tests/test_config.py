@@ -219,7 +219,8 @@ def test_flags_keep_their_defaults():
     assert (tr.predictor_host, tr.triton_model_name, tr.predictor_timeout_s, tr.model_dir_wait_s) == \
         ("127.0.0.1:8001", None, 30.0, 600.0)
     tl = launcher.parse_args(["--model_name", "m", "--model_dir", "/x"])
-    assert (tl.http_port, tl.grpc_port, tl.metrics_port, tl.bind_address) == (8000, 8001, 8002, "0.0.0.0")
+    # the launcher's own default: loopback (security review L8); the kserve servers keep 0.0.0.0
+    assert (tl.http_port, tl.grpc_port, tl.metrics_port, tl.bind_address) == (8000, 8001, 8002, "127.0.0.1")
     assert (tl.preferred_batch_sizes, tl.max_queue_delay_us, tl.instance_count, tl.max_batch_size) == \
         ((8, 16, 32), 500, 1, 32)
     assert (tl.exit_timeout_s, tl.drain_quiet_s, tl.drain_delay_s, tl.log_verbose, tl.onnx_backend) == \
@@ -248,7 +249,7 @@ def test_repository_config_survives_json():
 def test_to_argv_gives_back_the_same_settings():
     settings = (RepositoryConfig(model_name="m", model=ModelConfig(model_dir=Path("/x"), trust_remote_code=True),
                                  triton_batching=TritonBatchingConfig(preferred_batch_sizes=(4,))),
-                ContainerConfig(drain_delay_s=0.0), LauncherConfig(http_port=9000))
+                ContainerConfig(bind_address="127.0.0.1", drain_delay_s=0.0), LauncherConfig(http_port=9000))
     argv = [a for group in settings for a in config.to_argv(group)]
     assert "--dtype" not in argv  # defaults are left out
     parsed = launcher.parse_args(argv)

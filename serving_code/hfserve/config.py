@@ -322,8 +322,9 @@ class RepositoryConfig:
     triton_batching: TritonBatchingConfig = field(default_factory=TritonBatchingConfig)
 
     def validate(self) -> None:
-        if not MODEL_NAME_RE.match(self.model_name):
-            raise ConfigError(f"model name {self.model_name!r} is not a valid Triton model name ([A-Za-z0-9_.-]+)")
+        if not MODEL_NAME_RE.match(self.model_name) or self.model_name.startswith("."):  # not "." or ".."
+            raise ConfigError(f"model name {self.model_name!r} is not a valid Triton model name ([A-Za-z0-9_.-]+, "
+                              "not starting with '.')")
         check_choice("--onnx_backend", self.onnx_backend, ONNX_BACKEND_CHOICES)
         for group in (self.model, self.execution, self.batching, self.triton_batching):
             group.validate()
@@ -352,6 +353,9 @@ class LauncherConfig:
     tritonserver: str | None = setting(None, "tritonserver binary (default: on PATH, else the nvidia-pytriton "
                                              "wheel's copy)")
     log_verbose: int = setting(0, "Triton's --log-verbose level")
+    allow_remote_triton: bool = setting(False, "Let Triton listen on a --bind_address other than loopback (the "
+                                               "launcher's default is 127.0.0.1: Triton's admin APIs and its "
+                                               "metrics are meant for the pod only)")
 
 
 # The groups of each command line, in --help order (kserve's own options come first in the two kserve servers).

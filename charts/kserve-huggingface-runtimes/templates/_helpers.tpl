@@ -113,6 +113,44 @@ Usage: include "hfr.resources" (dict "resources" .Values.huggingface.resources "
   mountPath: {{ .Values.scratch.cacheDir }}
 {{- end -}}
 
+{{/*
+The optional API key (security review M5): arguments, read-only mount and Secret volume of the
+containers that serve clients (runtime 1, the transformer), when apiKey.secretName is set.
+*/}}
+{{- define "hfr.apiKeyArgs" -}}
+{{- with .Values.apiKey }}
+{{- if .secretName }}
+- --api_key_file={{ trimSuffix "/" .mountPath }}/{{ .secretKey }}
+{{- if .coversMetrics }}
+- --api_key_covers_metrics
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "hfr.apiKeyMount" -}}
+{{- with .Values.apiKey }}
+{{- if .secretName }}
+- name: api-key
+  mountPath: {{ .mountPath }}
+  readOnly: true
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "hfr.apiKeyVolume" -}}
+{{- with .Values.apiKey }}
+{{- if .secretName }}
+- name: api-key
+  secret:
+    secretName: {{ .secretName }}
+    items:
+      - key: {{ .secretKey }}
+        path: {{ .secretKey }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
 {{/* Volumes shared by every runtime pod. */}}
 {{- define "hfr.scratchVolumes" -}}
 - name: tmp

@@ -32,12 +32,21 @@ from .supervisor import ADMIN_HEADER, TritonProcess, remove_stale_segments
 
 log = logging.getLogger("hfserve.triton")
 
+# Triton's API groups that need the launcher's per-launch token (security review M3): every process in the pod
+# reaches Triton's loopback ports, and the shared-memory API was the entry of NVIDIA's August 2025 RCE chain.
+# Open: health, metadata, inference and statistics (read-only counts, which the drain and the batching tests read);
+# model-config too on gRPC, where the transformer reads the model's inputs and outputs.
+GRPC_RESTRICTED = ("model-repository", "shared-memory", "logging", "trace")
+HTTP_RESTRICTED = (*GRPC_RESTRICTED, "model-config")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hfserve.triton", allow_abbrev=False,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                      description="Serve a Hugging Face encoder checkpoint with Triton (Python backend)")
     config.add_to_parser(parser, *config.LAUNCHER_GROUPS, required=config.LAUNCHER_REQUIRED)
+    parser.set_defaults(bind_address="127.0.0.1")  # security review L8: args replaced by KServe keep Triton local
     return parser
 
 
@@ -48,6 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         config.validate(*(config.from_namespace(group, args) for group in config.LAUNCHER_GROUPS))
     except config.ConfigError as exc:
         parser.error(str(exc))
+    if args.bind_address not in LOOPBACK and not args.allow_remote_triton:
+        parser.error(f"--bind_address {args.bind_address} would open Triton's ports beyond this host (pod); "
+                     "add --allow_remote_triton if that is meant")
     return args
 
 
@@ -66,8 +78,8 @@ def triton_command(binary: Path, backend_dir: Path | None, args, shm_prefix: str
         f"--grpc-port={args.grpc_port}",
         f"--metrics-port={args.metrics_port}",
         f"--exit-timeout-secs={max(1, args.exit_timeout_s)}",
-        f"--http-restricted-api=model-repository:{ADMIN_HEADER}={admin_token}",
-        f"--grpc-restricted-protocol=model-repository:{ADMIN_HEADER}={admin_token}",
+        f"--http-restricted-api={','.join(HTTP_RESTRICTED)}:{ADMIN_HEADER}={admin_token}",
+        f"--grpc-restricted-protocol={','.join(GRPC_RESTRICTED)}:{ADMIN_HEADER}={admin_token}",
         f"--backend-config=python,shm-region-prefix-name={shm_prefix}",
         f"--log-verbose={args.log_verbose}",
     ]
