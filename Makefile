@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: help venv serve serve-triton \
   lint test test-fast test-unit test-server test-triton test-pods test-soak test-gpu-pack conformance chart-lint chart-test actionlint \
-  bench bench-engines load chaos rss-soak \
+  bench bench-engines bench-head load chaos rss-soak \
   gpu-info gpu-wheelhouse gpu-check gpu-check-dry conformance-gpu \
   images base-image wheelhouse podman-conf pod-test ci-tools image-smoke \
   kserve-install knative-install kind-load cluster-test cluster-debug \
@@ -131,6 +131,8 @@ PEERS ?=
 ## BENCH_ARGS: more arguments for loadtests.bench (BENCH_ENGINES_ARGS: for loadtests.bench_engines)
 BENCH_ARGS ?=
 BENCH_ENGINES_ARGS ?=
+## BENCH_HEAD_ARGS: arguments for loadtests.bench_head (--runtimes, --rounds, --seconds, --concurrency)
+BENCH_HEAD_ARGS ?=
 ## P99_MS: make load fails above this p99 latency (ms)
 P99_MS ?= 5000
 ## LOAD_DURATION: seconds of make load (LOAD_USERS, LOAD_SHAPE steady|step, LOAD_PROTOCOLS, LOAD_ARGS)
@@ -150,6 +152,9 @@ bench: $(STAMP) ## Both runtimes and their no-batching twins beside the raw forw
 
 bench-engines: $(STAMP) ## torch fp32 vs ONNX Runtime fp32 vs ONNX int8, raw and served, in one run; reports/bench/
 	$(PY) -m loadtests.bench_engines $(if $(PEERS),--peers $(PEERS)) $(BENCH_ENGINES_ARGS)
+
+bench-head: $(STAMP) ## A Dense head + default prompt vs the plain MiniLM, c=32, both runtimes, same run; reports/bench/
+	$(PY) -m loadtests.bench_head $(BENCH_HEAD_ARGS)
 
 load: $(STAMP) ## Locust load run against TARGET (local or http://...), fails above P99_MS; reports/load/
 	$(PY) -m loadtests.run --target "$(TARGET)" --p99-ms $(P99_MS) --duration $(LOAD_DURATION) \

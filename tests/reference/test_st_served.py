@@ -326,3 +326,12 @@ def test_v2_embedding_types_refused_where_they_do_not_apply(server_url):
     v1 = httpx.post(f"{server_url}/v1/models/{NAME}:predict",
                     json={"instances": ["x"], "parameters": {"embedding_types": "int8"}}, timeout=60)
     assert v1.status_code == 400 and "V2 parameter" in v1.json()["error"], v1.text
+
+
+def test_info_describes_prompts_dimensions_and_output_types(server_url, reference):
+    info = httpx.get(f"{server_url}/info", timeout=30).json()
+    assert info["embedding_dimension"] == reference.get_sentence_embedding_dimension() == 16
+    assert info["normalized"] is True
+    assert info["prompts"] == PROMPTS and info["default_prompt_name"] == "query"
+    assert info["embedding_types"] == ["float", "int8", "uint8", "binary", "ubinary", "base64"]
+    assert info["v2_embedding_types"] == list(V2_TYPES)

@@ -164,6 +164,18 @@ def _dense_layer(folder: Path, where: str) -> DenseLayer:
                       name)
 
 
+def embedding_width(model_dir: Path) -> int | None:
+    """The width of the vectors the checkpoint's modules make (the most Matryoshka `dimensions` a request may ask
+    for), read from config.json and the modules without loading the model; None where config.json names no width."""
+    path = Path(model_dir) / "config.json"
+    config = json.loads(path.read_text()) if path.is_file() else {}
+    hidden = next((config[k] for k in ("hidden_size", "n_embd", "d_model") if isinstance(config.get(k), int)), None)
+    modules = read_pooling_config(model_dir)
+    if hidden is None and not modules.head:
+        return None
+    return modules.dimension(hidden)
+
+
 def finish_embedding(vector: np.ndarray, normalize: bool) -> np.ndarray:
     vector = vector.astype(np.float32, copy=False)
     if normalize:

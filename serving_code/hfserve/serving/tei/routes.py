@@ -10,7 +10,8 @@ from fastapi import APIRouter, Request, Response
 
 from ...errors import InvalidRequest, Unavailable
 from ...tasks import Task
-from ...tasks.embedding import read_pooling_config
+from ...tasks.embedding import EMBEDDING_TYPES, embedding_width, read_pooling_config
+from ...tasks.params import V2_EMBEDDING_TYPES
 from ..body import parse_body
 from ..served_model import encoder_service, served_model
 from .schemas import DecodeRequest, EmbedRequest, PredictRequest, RerankRequest, SimilarityRequest, TokenizeRequest
@@ -78,12 +79,14 @@ class TEIRoutes:
     async def tokenize(self, request: Request):
         body = await parse_body(request, TokenizeRequest)
         texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
-        return encoder_service(self.registry).tokenize(texts, body.add_special_tokens, body.prompt_name)
+        answer = await encoder_service(self.registry).tokenize_json(texts, body.add_special_tokens, body.prompt_name)
+        return Response(answer, media_type="application/json")
 
     async def decode(self, request: Request):
         body = await parse_body(request, DecodeRequest)
         ids = body.ids if body.ids and isinstance(body.ids[0], list) else [body.ids]
-        return encoder_service(self.registry).decode(ids, body.skip_special_tokens)
+        answer = await encoder_service(self.registry).decode_json(ids, body.skip_special_tokens)
+        return Response(answer, media_type="application/json")
 
     async def info(self, request: Request):
         model = served_model(self.registry, require_ready=False)
@@ -107,6 +110,7 @@ class TEIRoutes:
             info.update(service.limits())
             if service.prompts is not None:  # text_embedding: the checkpoint's prompts and the default
                 info.update(service.prompts.describe())
+                info.update(_embedding_outputs(settings))
         return info
 
     async def health(self):
@@ -128,6 +132,14 @@ def _model_type(settings, service) -> dict:
     if task == Task.SEQUENCE_CLASSIFICATION:
         return {"classifier": head}
     return {"other": {"task": task.value}}
+
+
+def _embedding_outputs(settings) -> dict:
+    """What an embedding request may ask for beyond the prompt: the width (Matryoshka `dimensions` 1..width), the
+    output types of Cohere's /v2/embed and of V2's `embedding_types` parameter (docs/routes.md)."""
+    return {"embedding_dimension": embedding_width(settings.model_dir),
+            "normalized": read_pooling_config(settings.model_dir).normalize,
+            "embedding_types": list(EMBEDDING_TYPES), "v2_embedding_types": list(V2_EMBEDDING_TYPES)}
 
 
 def _version() -> str | None:
