@@ -100,7 +100,7 @@ class TritonPair:
         # Both command lines come from hfserve.config's declaration (all values given, defaults included), except
         # the transformer's kserve options (--model_name, --predictor_host and its ports are kserve's own).
         launcher = (RepositoryConfig(model_name=model_name, repository_dir=self.workdir / "repository",
-                                     model=ModelConfig(model_dir=Path(self.model_dir))),
+                                     model=ModelConfig(model_dir=config.model_location(self.model_dir))),
                     ContainerConfig(bind_address=bind_address),
                     LauncherConfig(tokenizer_export_dir=export, http_port=self.triton_http_port,
                                    grpc_port=self.triton_grpc_port, metrics_port=self.triton_metrics_port))

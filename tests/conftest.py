@@ -36,6 +36,9 @@ TIER_BY_MODULE = {
     "tests/chart/test_chart_cluster.py": "pods",
     "tests/test_options.py": "server",  # some tests start (and expect refused) processes of their own
     "tests/triton/test_repository.py": "unit",  # repository files and refused starts: no tritonserver
+    "tests/storage/test_storage_download.py": "server",  # moto's S3 server and an HTTP server, as processes
+    "tests/storage/test_storage_serving.py": "server",
+    "tests/storage/test_storage_triton.py": "triton",
 }
 TIER_BY_TEST = {"tests/test_loadtests.py::test_short_load_run_against_runtime_1": "soak"}
 # `make test-fast`: the unit tier without its heaviest tests, a runtime-1 module that covers every protocol with one

@@ -91,6 +91,16 @@ def key_file(text) -> Path:
     return path
 
 
+URI_SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def model_location(text) -> Path | str:
+    """--model_dir: a storage URI stays a string (Path would fold its `//`), anything else is a local Path."""
+    if isinstance(text, Path):
+        return text
+    return str(text) if URI_SCHEME_RE.match(str(text)) else Path(text)
+
+
 def parse_batch_sizes(text) -> tuple[int, ...]:
     if isinstance(text, (list, tuple)):
         parts = list(text)
@@ -131,7 +141,18 @@ def setting(default=dataclasses.MISSING, help: str = "", *, choices: tuple | Non
 class ModelConfig:
     """model"""
 
-    model_dir: Path = setting(Path("/mnt/models"), "Local Hugging Face checkpoint directory")
+    model_dir: Path = setting(Path("/mnt/models"), "Hugging Face checkpoint: a local directory, or a storage URI "
+                                                   "(s3://, gs://, https://<account>.blob.core.windows.net/..., "
+                                                   "an https:// .tar.gz or .zip, hf://) that KServe's storage "
+                                                   "library downloads into --model_cache_dir at start",
+                              parse=model_location)
+    model_cache_dir: Path | None = setting(None, "Writable folder a --model_dir URI is downloaded to (default: "
+                                                 "$HFSERVE_CACHE_DIR/models, else the system temp folder); a "
+                                                 "complete earlier download of the same URI is reused; never the "
+                                                 "model mount", env="HFSERVE_CACHE_DIR")
+    model_init_timeout_s: float = setting(600.0, "Under MODEL_INIT_MODE=async (KServe's modelcars), how long to "
+                                                 "wait for config.json in --model_dir before giving up",
+                                          env="MODEL_INIT_MODE")
     task: str | None = setting(None, "Task to serve; inferred from config.architectures when absent",
                                choices=TASK_CHOICES)
     trust_remote_code: bool = setting(False, "Allow code shipped inside the checkpoint to run (off: only "

@@ -4,6 +4,7 @@ import logging
 import sys
 
 from .. import args as cli
+from .. import storage
 from ..core.encoder_service import EncoderService
 from ..engine.loading import check_weights
 from ..serving.kserve_adapter import KServeEncoderModel
@@ -37,6 +38,10 @@ def main(argv: list[str] | None = None) -> None:
     args = cli.parse(build_parser(), cli.config.HUGGINGFACE_GROUPS, argv)
     if args.workers != 1:
         sys.exit("hfserve: --workers must be 1 (the model and its batcher live in one process); scale with replicas")
+    try:
+        args.model_dir = storage.prepare_model_dir(args.model_dir, args.model_cache_dir, args.model_init_timeout_s)
+    except storage.StorageError as error:
+        sys.exit(f"hfserve: {error}")
     try:
         model = build_model(args)
         model.load()

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from .. import args as cli
+from .. import storage
 from ..core.encoder_service import EncoderService
 from ..serving.kserve_adapter import KServeEncoderModel
 from ..serving.protocol_routers import protocol_routers
@@ -55,6 +56,10 @@ def build_model(args) -> KServeEncoderModel:
 
 def main(argv: list[str] | None = None) -> None:
     args = cli.parse(build_parser(), cli.config.TRANSFORMER_GROUPS, argv)
+    try:
+        args.model_dir = storage.prepare_model_dir(args.model_dir, args.model_cache_dir, args.model_init_timeout_s)
+    except storage.StorageError as error:
+        sys.exit(f"hfserve: {error}")
     if not wait_for_model_dir(Path(args.model_dir), args.model_dir_wait_s):
         sys.exit(f"hfserve: {args.model_dir} has no config.json and tokenizer files after {args.model_dir_wait_s:.0f} s")
     try:

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from .. import config
+from .. import config, storage
 from ..config import RepositoryConfig
 from ..drain_delay import default_delay_s
 from ..engine.loading import check_weights
@@ -104,6 +104,11 @@ def build_repository_in_child(args, onnx_backend: str = "python") -> tuple[int, 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args = parse_args(argv)
+    try:
+        args.model_dir = storage.prepare_model_dir(args.model_dir, args.model_cache_dir, args.model_init_timeout_s)
+    except storage.StorageError as error:
+        log.error("%s", error)
+        return 2
     try:
         check_encoder_task(args.model_dir, args.task)
         check_weights(args.model_dir, args.allow_pickle_weights)
