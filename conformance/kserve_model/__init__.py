@@ -13,14 +13,15 @@ Versions are dimensions: each rule that changed names the KServe tag ("0.MINOR",
 or Knative tag ("1.MINOR") where its source changed (versions.py).
 
 Modules: versions (KServe and Knative versions, storage-initializer defaults, mode names),
-runtime_defaults (server type, SetRuntimeDefaults, UpdateImageTag), builtin_runtimes (the runtimes KServe ships),
+runtime_defaults (server type, SetRuntimeDefaults, UpdateImageTag), autoscaling (Knative
+annotations, HPA/KEDA in Standard mode), builtin_runtimes (the runtimes KServe ships),
 admission (CRD schema + ClusterServingRuntime webhook), selection (which runtime an
 InferenceService gets), templating (KServe's Go-template placeholder pass), pod_assembly (the
 predictor pod), knative (Knative's admission and revision rewrite), metrics (Prometheus
 annotations), raw_service (the Standard-mode Service).
 """
 
-from .admission import AdmissionError, admit_cluster_runtime, crd_problems
+from .admission import AdmissionError, admit_cluster_runtime, admit_inference_service, crd_problems
 from .builtin_runtimes import builtin_runtimes
 from .knative import DEFAULT_FEATURES, KnativeRejected, knative_problems
 from .metrics import scrape_target
@@ -40,7 +41,8 @@ from .versions import (
 )
 
 __all__ = [
-    "AdmissionError", "admit_cluster_runtime", "crd_problems", "builtin_runtimes", "DEFAULT_FEATURES",
+    "AdmissionError", "admit_cluster_runtime", "admit_inference_service", "crd_problems", "builtin_runtimes",
+    "DEFAULT_FEATURES",
     "KnativeRejected", "knative_problems", "scrape_target", "InvalidPredictorSpec", "assemble_pod",
     "controller_pod_spec", "raw_service_ports", "NoSupportingRuntime", "select_runtime", "TemplateError",
     "render_placeholders", "NEWEST", "OLDEST_SUPPORTED", "SUPPORTED", "normalize_mode", "StorageInitializerFails",

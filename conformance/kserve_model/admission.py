@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .versions import at_least
@@ -120,3 +121,24 @@ def install(objects: list[dict[str, Any]], existing: list[dict[str, Any]], kserv
         admit_cluster_runtime(obj, cluster, kserve_version)
         cluster = [o for o in cluster if o["metadata"]["name"] != obj["metadata"]["name"]] + [obj]
     return cluster
+
+
+# pkg/apis/serving/v1beta1/inference_service_validation.go (same at v0.15.0 and master): IsvcNameFmt
+ISVC_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+def admit_inference_service(isvc: dict[str, Any], kserve_version: str) -> None:
+    """The InferenceService validating webhook: `validateInferenceServiceName` on every version, and from
+    v0.18.0 `validateBlockedEnvVars` over the predictor's containers, initContainers and model container
+    (`predictorFrameworkContainer`)."""
+    name = isvc["metadata"]["name"]
+    if not ISVC_NAME.match(name):
+        raise AdmissionError(f"the InferenceService {name!r} is invalid: the name must match {ISVC_NAME.pattern}")
+    if not at_least(kserve_version, "0.18"):
+        return
+    predictor = isvc["spec"]["predictor"]
+    containers = list(predictor.get("containers") or []) + list(predictor.get("initContainers") or [])
+    if predictor.get("model"):
+        containers.append({"name": "kserve-container", **predictor["model"]})
+    if why := blocked_env({"spec": {"containers": containers}}):
+        raise AdmissionError(f"the InferenceService {name!r} is invalid: {why}")

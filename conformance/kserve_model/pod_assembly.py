@@ -31,16 +31,19 @@ order:
    ISVC annotation `storage.kserve.io/readonly` is "false" (`GetStorageInitializerReadOnlyFlag`;
    pkg/utils/storage.go `AddModelMount`): a storage-initializer init container, a direct PVC
    mount for pvc://, or an OCI modelcar for oci:// (`_mount_modelcar`), as the
-   storage-initializer config (`storage_config`, versions.py) says; metrics_aggregate_injector.go
-   sets Prometheus annotations (metrics.py).
+   storage-initializer config (`storage_config`, versions.py) says; agent_injector.go adds the
+   logger/batcher `agent` (`_inject_agent`); metrics_aggregate_injector.go sets Prometheus
+   annotations (metrics.py). Serverless autoscaling annotations and the Standard-mode HPA/KEDA
+   objects: autoscaling.py.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
-from . import knative, metrics
+from . import autoscaling, knative, metrics
 from .runtime_defaults import set_runtime_defaults, update_image_tag
 from .templating import TemplateError, render_placeholders
 from .versions import RAW, SERVERLESS, annotation_mode, at_least, knative_installed_by, normalize_mode, storage_config
@@ -280,6 +283,34 @@ def _mount_model(pod_spec: dict[str, Any], isvc: dict[str, Any], kserve_version:
          "volumeMounts": [{"name": MODEL_VOLUME, "mountPath": MODEL_MOUNT}]})
 
 
+AGENT_PORT = 9081  # constants.InferenceServiceDefaultAgentPort
+
+
+def _inject_agent(pod_spec: dict[str, Any], serverless: bool) -> None:
+    """pkg/webhook/admission/pod/agent_injector.go `InjectAgent` (a logger or batcher on the predictor):
+    an `agent` container on 9081 with a copy of the first container's securityContext and
+    `--component-port` the first port of transformer-container (else kserve-container's, else 8080);
+    under Knative queue-proxy's USER_PORT becomes 9081, in Standard mode the agent runs the
+    transformer's (else the first container's) httpGet/tcpSocket readiness probe
+    (`SERVING_READINESS_PROBE`) and the Service targets it (raw_service.py)."""
+    containers = pod_spec["containers"]
+    front = next((c for c in containers if c["name"] == TRANSFORMER), containers[0])
+    port = ((front.get("ports") or [{}])[0]).get("containerPort", 8080)
+    env = []
+    probe = front.get("readinessProbe") or {}
+    if not serverless and (probe.get("httpGet") or probe.get("tcpSocket")):
+        env.append({"name": "SERVING_READINESS_PROBE", "value": json.dumps(probe, sort_keys=True)})
+    path = None if serverless else (probe.get("httpGet") or {}).get("path")
+    agent = {"name": "agent", "image": "kserve-agent", "args": ["--component-port", str(port)],
+             "ports": [{"name": "agent-port", "containerPort": AGENT_PORT, "protocol": "TCP"}], "env": env,
+             "securityContext": copy.deepcopy(containers[0].get("securityContext")),
+             "readinessProbe": {"httpGet": {"port": AGENT_PORT, "path": path or "/"}}}
+    for c in containers:
+        if c["name"] == "queue-proxy":
+            c["env"] = [{**e, "value": str(AGENT_PORT)} if e["name"] == "USER_PORT" else e for e in c["env"]]
+    containers.append(agent)
+
+
 def deployment_mode(isvc: dict[str, Any], cluster_default: str, kserve_version: str = "master") -> str:
     """The ISVC's deploymentMode annotation wins over the cluster's default (inferenceservice
     config) when that KServe version knows the name (versions.annotation_mode)."""
@@ -327,9 +358,13 @@ def assemble_pod(runtime_manifest: dict[str, Any], isvc: dict[str, Any], mode: s
         _raw_default_probes(pod_spec)
     if (isvc["spec"]["predictor"].get("model") or {}).get("storageUri"):
         _mount_model(pod_spec, isvc, kserve_version, {**storage_config(kserve_version, storage_initializer)})
+    if isvc["spec"]["predictor"].get("logger") or isvc["spec"]["predictor"].get("batcher"):
+        _inject_agent(pod_spec, mode == SERVERLESS)
+    meta = predictor_metadata(runtime_manifest, isvc)
+    if mode == SERVERLESS:
+        meta["annotations"] = autoscaling.knative_annotations(meta["annotations"], isvc["spec"]["predictor"])
     pod = {"apiVersion": "v1", "kind": "Pod",
-           "metadata": {"name": f"{isvc['metadata']['name']}-predictor",
-                        **predictor_metadata(runtime_manifest, isvc)},
+           "metadata": {"name": f"{isvc['metadata']['name']}-predictor", **meta},
            "spec": pod_spec}
     metrics.inject(pod, metrics_config)
     return pod

@@ -411,3 +411,101 @@ def test_the_cluster_tests_reach_a_serverless_predictor_through_its_private_serv
     serverless = {"metadata": {"name": "m"},
                   "status": {"components": {"predictor": {"latestReadyRevision": "m-predictor-00002"}}}}
     assert _predict_service(serverless) == "m-predictor-00002-private"
+
+
+# ---- B7: autoscaling objects ------------------------------------------------------------------------
+
+def test_b7_serverless_autoscaling_annotations():
+    from conformance.kserve_model.autoscaling import KPA
+
+    pod = assemble_pod(runtimes_of("defaults")[HF], isvc("a", HF), "Serverless", "0.15")
+    annotations = pod["metadata"]["annotations"]
+    assert annotations["autoscaling.knative.dev/class"] == KPA
+    assert annotations["autoscaling.knative.dev/min-scale"] == "1"
+    assert "autoscaling.knative.dev/max-scale" not in annotations
+    scaled = isvc("a", HF)
+    scaled["spec"]["predictor"].update({"minReplicas": 0, "maxReplicas": 4, "scaleTarget": 8,
+                                        "scaleMetric": "concurrency"})
+    scaled["metadata"]["annotations"] = {"autoscaling.knative.dev/min-scale": "5"}  # dropped: not how to set it
+    annotations = assemble_pod(runtimes_of("defaults")[HF], scaled, "Serverless", "master")["metadata"]["annotations"]
+    assert {k: annotations[k] for k in annotations if k.startswith("autoscaling.knative.dev/")} == {
+        "autoscaling.knative.dev/class": KPA, "autoscaling.knative.dev/min-scale": "0",
+        "autoscaling.knative.dev/max-scale": "4", "autoscaling.knative.dev/target": "8",
+        "autoscaling.knative.dev/metric": "concurrency"}
+
+
+@pytest.mark.parametrize("runtime", [HF, TRITON])
+def test_b7_raw_mode_gets_a_cpu_hpa_the_chart_s_requests_can_drive(runtime):
+    from conformance.kserve_model.autoscaling import raw_autoscaler
+
+    item = isvc("a", runtime)
+    pod = assemble_pod(runtimes_of("defaults")[runtime], item, "RawDeployment", "master")
+    hpa = raw_autoscaler(pod, item["spec"]["predictor"], "master")
+    assert hpa["kind"] == "HorizontalPodAutoscaler" and (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 1)
+    assert hpa["spec"]["metrics"][0]["resource"] == {"name": "cpu", "target": {"type": "Utilization",
+                                                                               "averageUtilization": 80}}
+    # CPU utilization needs a CPU request on every container of the pod
+    assert all((c.get("resources") or {}).get("requests", {}).get("cpu") for c in pod["spec"]["containers"])
+
+
+@pytest.mark.parametrize("klass,version,kind", [("keda", "0.15", "ScaledObject"), ("external", "0.15", None),
+                                                ("none", "0.16", None), ("none", "0.15", "fails")])
+def test_b7_autoscaler_class_from_the_runtime_annotations(klass, version, kind):
+    from conformance.kserve_model.autoscaling import UnknownAutoscalerClass, raw_autoscaler
+
+    # huggingface.podAnnotations is the runtime's spec.annotations, which reach the predictor's metadata
+    rt = _runtime({"huggingface": {"podAnnotations": {"serving.kserve.io/autoscalerClass": klass}}}, HF)
+    item = isvc("a", HF)
+    pod = assemble_pod(rt, item, "RawDeployment", version)
+    if kind == "fails":
+        with pytest.raises(UnknownAutoscalerClass):
+            raw_autoscaler(pod, item["spec"]["predictor"], version)
+    else:
+        made = raw_autoscaler(pod, item["spec"]["predictor"], version)
+        assert (made or {}).get("kind") == kind
+
+
+# ---- B7: the InferenceService webhook -------------------------------------------------------------
+
+@pytest.mark.parametrize("version", SUPPORTED)
+def test_b7_every_example_passes_the_inference_service_webhook(version):
+    from conformance.kserve_model import admit_inference_service
+
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        admit_inference_service(yaml.safe_load(path.read_text()), version)
+
+
+@pytest.mark.parametrize("version,refused", [("0.15", False), ("0.16", False), ("0.18", True), ("master", True)])
+def test_b7_pythonpath_in_the_isvc_is_refused_from_0_18(version, refused):
+    from conformance.kserve_model import AdmissionError, admit_inference_service
+
+    item = isvc("m", HF, env=[{"name": "PYTHONPATH", "value": "/x"}])
+    if refused:
+        with pytest.raises(AdmissionError, match="PYTHONPATH"):
+            admit_inference_service(item, version)
+    else:
+        admit_inference_service(item, version)
+    with pytest.raises(AdmissionError, match="must match"):
+        admit_inference_service(isvc("MiniLM", HF), version)
+
+
+# ---- B7: agent injection (logger / batcher) ----------------------------------------------------------
+
+@pytest.mark.parametrize("runtime", [HF, TRITON])
+def test_b7_a_logger_agent_fronts_the_runtime_without_a_port_clash(runtime):
+    from conformance.kserve_model import raw_service_ports
+
+    from .kserve_matrix import listening
+
+    item = isvc("l", runtime)
+    item["spec"]["predictor"]["logger"] = {"mode": "all", "url": "http://sink.default"}
+    raw = assemble_pod(runtimes_of("defaults")[runtime], item, "RawDeployment", "master")
+    agent = _container(raw, "agent")
+    assert 9081 not in listening(raw), "the chart must leave the agent's port free"
+    front = _container(raw, "transformer-container" if runtime == TRITON else "kserve-container")
+    assert agent["args"] == ["--component-port", str(front["ports"][0]["containerPort"])]
+    assert agent["securityContext"] == raw["spec"]["containers"][0]["securityContext"]
+    assert json.loads(_env(agent)["SERVING_READINESS_PROBE"]) == front["readinessProbe"]
+    assert raw_service_ports(raw)[0]["targetPort"] == 9081
+    serverless = assemble_pod(runtimes_of("defaults")[runtime], item, "Serverless", "master")
+    assert _env(_container(serverless, "queue-proxy"))["USER_PORT"] == "9081"
