@@ -65,3 +65,26 @@ def test_dimensions_cut_then_normalize(minilm_dir):
     np.testing.assert_array_equal(raw_cut, raw[:4])
     with pytest.raises(InvalidRequest, match="385.*384"):
         handler.vector({"embeddings": raw}, RequestParams(dimensions=385))
+
+
+def test_v2_embedding_types_parse_and_typed_tensors():
+    """V2's embedding_types: a list or comma-separated names (gRPC parameters hold no lists), base64 refused; the
+    tensors are quantize()'s values with V2 datatypes, binary packed to ceil(width / 8) bytes."""
+    from hfserve.serving.v2_tensors import embedding_outputs, to_infer_output
+    from hfserve.tasks.embedding import quantize
+
+    assert RequestParams.parse({"embedding_types": "int8, ubinary,int8"}).embedding_types == ("int8", "ubinary")
+    assert RequestParams.parse({"embedding_types": ["float"]}).embedding_types == ("float",)
+    for bad in ("base64", "", [], ["int4"], 3, "int8,,float"):
+        with pytest.raises(InvalidRequest, match="embedding_types"):
+            RequestParams.parse({"embedding_types": bad})
+    vectors = np.random.default_rng(0).uniform(-1, 1, size=(3, 12)).astype(np.float32)
+    tensors = embedding_outputs(vectors.tolist(), ("float", "int8", "uint8", "binary", "ubinary"))
+    assert [(t.name, t.datatype, t.shape) for t in tensors] == [
+        ("embedding", "FP32", [3, 12]), ("embedding_int8", "INT8", [3, 12]), ("embedding_uint8", "UINT8", [3, 12]),
+        ("embedding_binary", "INT8", [3, 2]), ("embedding_ubinary", "UINT8", [3, 2])]
+    dtypes = {"int8": "int8", "uint8": "uint8", "binary": "int8", "ubinary": "uint8"}
+    for tensor, kind in zip(tensors[1:], dtypes):
+        array = to_infer_output(tensor).as_numpy()
+        assert str(array.dtype) == dtypes[kind], kind
+        np.testing.assert_array_equal(array, np.asarray(quantize(vectors, kind)))

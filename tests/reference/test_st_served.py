@@ -330,7 +330,7 @@ def test_v2_embedding_types_refused_where_they_do_not_apply(server_url):
 
 def test_info_describes_prompts_dimensions_and_output_types(server_url, reference):
     info = httpx.get(f"{server_url}/info", timeout=30).json()
-    assert info["embedding_dimension"] == reference.get_sentence_embedding_dimension() == 16
+    assert info["embedding_dimension"] == reference.get_embedding_dimension() == 16
     assert info["normalized"] is True
     assert info["prompts"] == PROMPTS and info["default_prompt_name"] == "query"
     assert info["embedding_types"] == ["float", "int8", "uint8", "binary", "ubinary", "base64"]

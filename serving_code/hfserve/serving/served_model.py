@@ -10,12 +10,10 @@ from ..errors import ModelNotFound, Unavailable, WrongTask
 
 def register_aliases(registry) -> None:
     """Each model also under its --served_model_name aliases, so that kserve's V1/V2 paths, /v1/models, and every
-    route here that takes a model name find it by any of them; a name another model has is refused."""
+    route here that takes a model name find it by any of them (a runtime serves one model, so no alias can be
+    another model's name)."""
     for model in list(registry.get_models().values()):
         for alias in getattr(model.settings, "served_model_names", ()):
-            other = registry.get_model(alias)
-            if other is not None and other is not model:
-                raise ValueError(f"--served_model_name {alias!r} is already the name of another model")
             registry.update(model, alias)
 
 
