@@ -5,12 +5,11 @@ import shutil
 
 import pytest
 import torch
-from transformers import AutoModel
-
 from hfserve.engine.loading import PickleWeightsRefused, check_weights
 from hfserve.huggingface import __main__ as runtime1
 from hfserve.triton import __main__ as launcher
 from hfserve.triton import repository
+from transformers import AutoModel
 
 
 @pytest.fixture(scope="module")

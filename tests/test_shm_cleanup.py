@@ -8,10 +8,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hfserve.triton.supervisor import SHM_DIR, stale_segments
 
 from conformance.chart import build_pod
 from conformance.pods.process import EmulatedPod
-from hfserve.triton.supervisor import SHM_DIR, stale_segments
 
 if not SHM_DIR.is_dir():
     pytest.fail("/dev/shm is missing: the Triton runtime needs it", pytrace=False)

@@ -24,6 +24,7 @@ from kserve.protocol.rest.server import RESTServer
 from ..config import ContainerConfig, ServingConfig
 from ..errors import InvalidRequest
 from . import api_key
+from .tls_env import refuse_tls_variables
 from .compat import V2JsonContentType
 from .controls import http_controls
 from .drain import CloseWhenDraining, DrainingServer, DrainState
@@ -187,6 +188,7 @@ def _log_like_kserve() -> None:
 class HFModelServer(ModelServer):
     def __init__(self, *, serving: ServingConfig = ServingConfig(), container: ContainerConfig = ContainerConfig(),
                  router_factories: tuple[RouterFactory, ...] = (), **kwargs):
+        refuse_tls_variables()  # before kserve's ModelServer reads them
         super().__init__(enable_latency_logging=serving.request_timing_logs, **kwargs)
         _log_like_kserve()
         self.drain = DrainState(container.drain_delay_s)

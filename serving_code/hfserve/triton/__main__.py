@@ -124,7 +124,11 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         return 2
     if args.tokenizer_export_dir:
-        copied = export_tokenizer_files_logged(args.model_dir, args.tokenizer_export_dir)
+        try:
+            copied = export_tokenizer_files_logged(args.model_dir, args.tokenizer_export_dir)
+        except (ValueError, OSError) as exc:  # over the size cap, or an unreadable file
+            log.error("cannot export the tokenizer files: %s", exc)
+            return 2
         log.info("exported %d tokenizer/config files to %s", copied, args.tokenizer_export_dir)
     status, built = build_repository_in_child(args, resolve_onnx_backend(args.onnx_backend, install))
     if status:
