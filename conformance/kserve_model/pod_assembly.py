@@ -121,15 +121,21 @@ def merge_model_into_container(runtime_container: dict[str, Any], model: dict[st
     return merged
 
 
-def _merge_pod_fields(runtime_spec: dict[str, Any], predictor: dict[str, Any]) -> dict[str, Any]:
-    """utils.go `MergePodSpec`: only these runtime pod fields, then the predictor's PodSpec over them."""
-    keep = ("nodeSelector", "affinity", "tolerations", "volumes", "imagePullSecrets", "schedulerName", "resourceClaims")
+def _merge_pod_fields(runtime_spec: dict[str, Any], predictor: dict[str, Any], kserve_version: str) -> dict[str, Any]:
+    """utils.go `MergePodSpec`: only these runtime pod fields (schedulerName from v0.17.0, e3a6afb58 #5073;
+    resourceClaims on master, 4123e1493 #5828), then the predictor's PodSpec over them by strategic merge:
+    volumes and imagePullSecrets by name, nodeSelector and affinity merged key by key, the rest replaced."""
+    keep = ["nodeSelector", "affinity", "tolerations", "volumes", "imagePullSecrets"]
+    keep += ["schedulerName"] if at_least(kserve_version, "0.17") else []
+    keep += ["resourceClaims"] if at_least(kserve_version, "master") else []
     pod = {k: copy.deepcopy(runtime_spec[k]) for k in keep if runtime_spec.get(k)}
     for key, value in predictor.items():
         if key in _PREDICTOR_ONLY:
             continue
-        if key == "volumes":
-            pod["volumes"] = _merge_list(pod.get("volumes") or [], value, "name")
+        if key in ("volumes", "imagePullSecrets"):
+            pod[key] = _merge_list(pod.get(key) or [], value, "name")
+        elif key == "affinity" and isinstance(pod.get("affinity"), dict):
+            pod["affinity"] = _merge_maps(pod["affinity"], value)
         elif key == "nodeSelector":
             pod["nodeSelector"] = {**(pod.get("nodeSelector") or {}), **value}
         else:
@@ -185,7 +191,7 @@ def controller_pod_spec(runtime: dict[str, Any], isvc: dict[str, Any], kserve_ve
     if at_least(kserve_version, "0.17"):
         for c in out:
             _add_env(c, "INFERENCE_SERVICE_NAME", meta["name"])
-    pod_spec = _merge_pod_fields(spec, predictor)
+    pod_spec = _merge_pod_fields(spec, predictor, kserve_version)
     pod_spec["containers"] = out
     return pod_spec
 

@@ -124,10 +124,11 @@ def select_runtime(isvc: dict[str, Any], cluster_runtimes: list[dict[str, Any]],
 
 def resulting_protocol(isvc: dict[str, Any], runtime: dict[str, Any]) -> str:
     """The protocol KServe writes into the ISVC: its own, else the runtime's lowest
-    (`GetProtocolVersionPriority`: v1 < v2 < grpc-v1 < grpc-v2; predictor.go after selection)."""
+    (`GetProtocolVersionPriority`: v1 < v2 < grpc-v1 < grpc-v2; predictor.go after selection), and
+    `GetProtocolVersionString(Unknown)`, "", for a runtime that lists none."""
     model = _model(isvc)
     if model.get("protocolVersion"):
         return model["protocolVersion"]
     order = ["v1", "v2", "grpc-v1", "grpc-v2"]
     listed = [p for p in order if p in (runtime["spec"].get("protocolVersions") or [])]
-    return listed[0] if listed else "v1"
+    return listed[0] if listed else ""

@@ -3,15 +3,18 @@
 pkg/controller/v1beta1/inferenceservice/utils/utils.go, `ReplacePlaceholders`: the whole
 container is serialised to JSON, parsed as a Go text/template and executed with the
 InferenceService's ObjectMeta. So `{{.Name}}`, `{{.Namespace}}` ... are substituted in every
-field (command, args, env, probes, image), and any other `{{` is a parse or execution error,
-which fails the InferenceService (InvalidPredictorSpec). It runs on `kserve-container` and
+field (command, args, env, probes, image), and a `{{` Go cannot parse or execute fails the
+InferenceService (InvalidPredictorSpec). It runs on `kserve-container` and
 `transformer-container` only (components/predictor.go, `buildPodSpec`).
 
 This restatement accepts the actions `{{.Field}}` for the ObjectMeta fields that are plain
 strings, with optional spaces and the trim markers `{{-`/`-}}`; everything else (a function
 call, a pipeline, an unterminated action, a Jinja-style `{{ messages }}`) raises
-TemplateError, which covers what Go would refuse. Quotes inside an action cannot work at all,
-because the JSON serialisation escapes them before the template is parsed.
+TemplateError. That is stricter than Go, in the safe direction: Go also accepts map fields
+(`{{.Labels.x}}`, `{{.Annotations.x}}`, which KServe's own mlserver and predictiveserver runtimes
+use), `{{.Generation}}`, `{{len .Name}}` and comments (`{{/* */}}`); the chart uses none of them.
+Quotes inside an action cannot work at all, because the JSON serialisation escapes them before
+the template is parsed.
 """
 
 from __future__ import annotations

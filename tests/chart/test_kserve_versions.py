@@ -509,3 +509,41 @@ def test_b7_a_logger_agent_fronts_the_runtime_without_a_port_clash(runtime):
     assert raw_service_ports(raw)[0]["targetPort"] == 9081
     serverless = assemble_pod(runtimes_of("defaults")[runtime], item, "Serverless", "master")
     assert _env(_container(serverless, "queue-proxy"))["USER_PORT"] == "9081"
+
+
+# ---- section 1 C: smaller differences ---------------------------------------------------------------
+
+@pytest.mark.parametrize("version,kept", [("0.15", False), ("0.16", False), ("0.18", True), ("master", True)])
+def test_c5_runtime_pod_fields_merged_per_version(version, kept):
+    rt = copy.deepcopy(runtimes_of("defaults")[HF])
+    rt["spec"].update({"schedulerName": "gpu-scheduler", "imagePullSecrets": [{"name": "runtime"}],
+                       "affinity": {"nodeAffinity": {"a": 1}}})
+    item = isvc("m", HF)
+    item["spec"]["predictor"].update({"imagePullSecrets": [{"name": "isvc"}], "affinity": {"podAffinity": {"b": 2}}})
+    spec = controller_pod_spec(rt, item, version)
+    assert ("schedulerName" in spec) is kept
+    assert spec["imagePullSecrets"] == [{"name": "runtime"}, {"name": "isvc"}]
+    assert spec["affinity"] == {"nodeAffinity": {"a": 1}, "podAffinity": {"b": 2}}
+
+
+def test_c3_c7_c8_env_protocol_and_service_port_name():
+    from conformance.kserve_model import raw_service_ports
+    from conformance.kserve_model.selection import resulting_protocol
+
+    rt = copy.deepcopy(runtimes_of("defaults")[HF])
+    rt["spec"]["containers"][0]["env"].append({"name": "INFERENCE_SERVICE_NAME", "value": "mine"})
+    env = _env(controller_pod_spec(rt, isvc("m", HF), "master")["containers"][0])
+    assert env["INFERENCE_SERVICE_NAME"] == "m"  # AddEnvVarToPodSpec overwrites
+    assert resulting_protocol(isvc("m"), {"spec": {"protocolVersions": []}}) == ""
+    assert resulting_protocol(isvc("m"), runtimes_of("defaults")[HF]) == "v1"
+    portless = {"metadata": {"name": "m-predictor"}, "spec": {"containers": [{"name": "kserve-container"}]}}
+    assert raw_service_ports(portless) == [{"name": "m-predictor", "port": 80, "targetPort": 8080}]
+
+
+def test_c2_a_stray_action_in_extra_env_fails_the_isvc_and_the_readme_says_so():
+    from conformance.kserve_model import InvalidPredictorSpec
+
+    rt = _runtime({"huggingface": {"extraEnv": [{"name": "PROMPT", "value": "{{ messages }}"}]}}, HF)
+    with pytest.raises(InvalidPredictorSpec):
+        controller_pod_spec(rt, isvc("m", HF), "0.15")
+    assert "a `{{` in an `extraEnv` value" in FLAT_README
