@@ -25,6 +25,8 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
+from ..private_dir import open_lock, private_dir
+
 
 class TritonNotFound(RuntimeError):
     pass
@@ -94,7 +96,7 @@ def default_cache_dir() -> Path:
     home = Path.home()
     if os.access(home, os.W_OK):
         return home / ".cache" / "hfserve"
-    return Path(tempfile.gettempdir()) / "hfserve-cache"
+    return Path(tempfile.gettempdir()) / f"hfserve-cache-{os.getuid()}"  # checked by private_dir before use
 
 
 def _wheel_version() -> str:
@@ -121,9 +123,9 @@ def prepare_wheel_triton(cache_dir: Path | None = None) -> TritonInstall:
     dest = cache_dir / f"tritonserver-{_wheel_version()}-py{python_version()}"
     binary = dest / "bin" / "tritonserver"
     dest_stub = dest / "backends" / "python" / "triton_python_backend_stub"
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(cache_dir)  # its tritonserver is executed: another user's folder is refused (security review M4)
     # Several launchers (tests, make targets) may prepare at once: serialise with a lock file, publish atomically.
-    with open(cache_dir / ".tritonserver.lock", "w") as lock:
+    with os.fdopen(open_lock(cache_dir / ".tritonserver.lock"), "r+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (binary.is_file() and dest_stub.is_file() and (dest / ".complete").is_file()):
             tmp = Path(tempfile.mkdtemp(prefix=".tritonserver-", dir=cache_dir))

@@ -35,6 +35,7 @@ from ..config import (
     check_quantize_placement,
 )
 from ..engine.loading import check_weights
+from ..private_dir import private_dir
 from ..tasks import ENCODER_TASKS, Task
 from ..tasks.detect import infer_task
 from ..tasks.embedding import read_embedding_modules
@@ -166,7 +167,7 @@ def render_config(spec: RepositorySpec) -> str:
 
 def write_repository(spec: RepositorySpec, repository_dir: Path) -> Path:
     """Write (replacing) `<repository_dir>/<model_name>/`; returns the model folder."""
-    model_folder = Path(repository_dir) / spec.model_name
+    model_folder = private_dir(repository_dir) / spec.model_name  # Triton runs its model.py: ours alone
     if model_folder.exists():
         shutil.rmtree(model_folder)
     (model_folder / "1").mkdir(parents=True)
