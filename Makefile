@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: help venv serve serve-triton \
-  lint test test-fast test-unit test-server test-triton test-pods test-soak test-gpu-pack conformance chart-lint chart-test actionlint \
+  lint test test-fast test-unit test-server test-triton test-pods test-soak test-gpu-pack conformance attack chart-lint chart-test actionlint \
   bench bench-engines bench-head load chaos rss-soak \
   gpu-info gpu-wheelhouse gpu-check gpu-check-dry conformance-gpu \
   images base-image wheelhouse podman-conf pod-test ci-tools image-smoke \
@@ -112,6 +112,11 @@ CONFORMANCE = $(PY) -m pytest conformance -p no:cacheprovider -o timeout=900 -rf
 
 conformance: $(STAMP) ## Conformance suite against TARGET (MARKERS selects); reports/conformance/
 	$(CONFORMANCE) --target "$(TARGET)" $(if $(MARKERS),-m "$(MARKERS)") $(CONFORMANCE_ARGS)
+
+## ATTACK_PENDING: 1 also runs the attack cases whose fix is not in the tree yet (conformance/attack/cases.py)
+ATTACK_PENDING ?=
+attack: $(STAMP) ## The security review's hostile requests against TARGET, /v2/health/live and RSS watched
+	ATTACK_PENDING="$(ATTACK_PENDING)" $(MAKE) conformance TARGET="$(TARGET)" MARKERS=attack
 
 CHART_DIR := charts/kserve-huggingface-runtimes
 chart-lint: $(STAMP) ## helm lint --strict (Helm's Go SDK), values-schema checks, hadolint on images/Dockerfile

@@ -24,6 +24,7 @@ GROUPS = {
     "gpu": "GPU placement and batching (needs a GPU)",
     "degradation": "container failure, readiness, recovery and drain",
     "bad_input": "malformed and hostile requests get 4xx JSON errors",
+    "attack": "the security review's hostile requests, with /v2/health/live and RSS watched (make attack)",
     "limits": "truncation, request size and item count limits",
     "tasks": "tiny checkpoints of the other encoder and generative tasks",
     "tei": "TEI-compatible routes, reranking, truncation control and timing headers",
