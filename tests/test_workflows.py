@@ -98,6 +98,10 @@ def test_gpu_workflow_is_self_hosted_and_uploads_reports():
         assert any(u.startswith("actions/upload-artifact@") for u in uses), uses
         runs = " ".join(s.get("run", "") for s in job["steps"])
         assert "make conformance-gpu" in runs and "make load" in runs, runs
+        steps = [s.get("run") for s in job["steps"] if "run" in s]
+        pack = next(i for i, r in enumerate(steps) if r.startswith("make gpu-wheelhouse"))
+        check = next(i for i, r in enumerate(steps) if r.startswith("make gpu-check "))
+        assert pack < check and "GPU_PY_VERSION=3.11" in steps[pack] and "GPU_PYTHON=.venv/bin/python" in steps[check]
 
 
 def test_ci_runs_make_test_on_python_311():
