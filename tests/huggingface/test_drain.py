@@ -1,5 +1,9 @@
 """Rolling updates: on SIGTERM the runtime reports not-ready at once, keeps serving for --drain_delay_s (while
-Kubernetes takes the pod out of its endpoints), then refuses new connections while requests in flight finish."""
+Kubernetes takes the pod out of its endpoints), then refuses new connections while requests in flight finish.
+
+Legs: HTTP under load (runtime 1); keep-alive clients told to leave and a just-accepted raw connection answered
+(runtime 1, and the Triton runtime's transformer: the same front door, serving/drain.py); gRPC calls in flight when
+the listener closes finish, later ones are refused with UNAVAILABLE (runtime 1's gRPC server)."""
 
 import json
 import signal
@@ -7,9 +11,13 @@ import socket
 import threading
 import time
 
+import grpc
 import httpx
 import pytest
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pbg
 
+from devkit.ports import reserve_port
 from tests.servers import ServerStarter
 
 MODEL = "minilm"
@@ -26,6 +34,19 @@ def server(tmp_path, minilm_dir):
     try:
         yield starter.start("hfserve.huggingface", minilm_dir, MODEL, "--drain_delay_s", str(DELAY_S),
                             ready_path="/v2/models/{model}/ready")
+    finally:
+        starter.stop_all()
+
+
+@pytest.fixture
+def transformer(tmp_path, minilm_dir):
+    """The Triton runtime's transformer with no Triton behind it (a reserved port nothing listens on): not ready,
+    live, and its HTTP front door drains like runtime 1's, which is what the keep-alive leg checks."""
+    starter = ServerStarter(tmp_path)
+    nothing_there = reserve_port()
+    try:
+        yield starter.start("hfserve.transformer", minilm_dir, MODEL, "--drain_delay_s", str(DELAY_S),
+                            "--predictor_host", f"127.0.0.1:{nothing_there}")
     finally:
         starter.stop_all()
 
@@ -105,11 +126,11 @@ def _refused(host: str, port: int) -> bool:
         return True
 
 
-@pytest.mark.timeout(600)
-def test_keep_alive_clients_are_told_to_leave_and_a_just_accepted_connection_is_answered(server):
+def _keep_alive_leg(running, request: tuple[str, str, dict | None]) -> None:
     """Two drain races, made deterministic: a pooled keep-alive client is sent `connection: close` from SIGTERM on,
     and a connection accepted just before the listener closes still gets an answer to the request it sends after."""
-    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    method, path, body_json = request
+    host, port = running.url.removeprefix("http://").rsplit(":", 1)
     port = int(port)
     keep_alive: list[tuple[float, str, str]] = []  # (start, outcome, connection header)
     stop = threading.Event()
@@ -119,7 +140,7 @@ def test_keep_alive_clients_are_told_to_leave_and_a_just_accepted_connection_is_
             while not stop.is_set():
                 start = time.monotonic()
                 try:
-                    response = http.post(f"{server.url}/v1/models/{MODEL}:predict", json=LIGHT)
+                    response = http.request(method, f"{running.url}{path}", json=body_json)
                     keep_alive.append((start, str(response.status_code), response.headers.get("connection", "")))
                 except httpx.HTTPError as exc:
                     keep_alive.append((start, type(exc).__name__, ""))
@@ -131,7 +152,7 @@ def test_keep_alive_clients_are_told_to_leave_and_a_just_accepted_connection_is_
     while len(keep_alive) < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
     sigterm_at = time.monotonic()
-    server.server.signal(signal.SIGTERM)
+    running.server.signal(signal.SIGTERM)
     delay_end = sigterm_at + DELAY_S
     time.sleep(max(0.0, delay_end - 0.6 - time.monotonic()))
     stop.set()  # the pooled client stops before the listener closes: what it must see is `connection: close`
@@ -142,8 +163,8 @@ def test_keep_alive_clients_are_told_to_leave_and_a_just_accepted_connection_is_
         while not _refused(host, port):
             assert time.monotonic() < delay_end + 30, "the listener never closed"
             time.sleep(0.02)
-        body = json.dumps(LIGHT).encode()
-        early.sendall(f"POST /v1/models/{MODEL}:predict HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n"
+        body = b"" if body_json is None else json.dumps(body_json).encode()
+        early.sendall(f"{method} {path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n"
                       f"content-length: {len(body)}\r\n\r\n".encode() + body)
         early.settimeout(30)
         answer = b""
@@ -152,7 +173,92 @@ def test_keep_alive_clients_are_told_to_leave_and_a_just_accepted_connection_is_
     finally:
         early.close()
     assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
-    assert server.server.process.wait(60) == 0, server.server.log_tail()
+    assert running.server.process.wait(60) == 0, running.server.log_tail()
     before, after = [k for k in keep_alive if k[0] < sigterm_at], [k for k in keep_alive if k[0] > sigterm_at + 0.2]
     assert before and all(k[1] == "200" and k[2] != "close" for k in before), before
     assert after and all(k[1] == "200" and k[2] == "close" for k in after), after
+
+
+@pytest.mark.timeout(600)
+def test_keep_alive_clients_are_told_to_leave_and_a_just_accepted_connection_is_answered(server):
+    _keep_alive_leg(server, ("POST", f"/v1/models/{MODEL}:predict", LIGHT))
+
+
+@pytest.mark.timeout(600)
+def test_transformer_keep_alive_clients_are_told_to_leave_and_a_just_accepted_connection_is_answered(transformer):
+    _keep_alive_leg(transformer, ("GET", "/v2/health/live", None))
+
+
+def _infer(texts: list[str]) -> pb.ModelInferRequest:
+    return pb.ModelInferRequest(model_name=MODEL, inputs=[pb.ModelInferRequest.InferInputTensor(
+        name="text", datatype="BYTES", shape=[len(texts)],
+        contents=pb.InferTensorContents(bytes_contents=[t.encode() for t in texts]))])
+
+
+def _call(stub, request) -> tuple[float, float, str]:
+    start = time.monotonic()
+    try:
+        stub.ModelInfer(request, timeout=120)
+        code = "OK"
+    except grpc.RpcError as exc:
+        code = exc.code().name
+    return start, time.monotonic(), code
+
+
+@pytest.mark.timeout(600)
+def test_grpc_calls_in_flight_finish_and_later_ones_are_refused(server):
+    """gRPC serves through the drain delay and stops only after HTTP: of heavy calls sent back to back from just
+    before the listener closes, the one running when gRPC stops taking calls (a fresh call then gets UNAVAILABLE)
+    finishes OK; a client on one channel throughout sees only OK, then UNAVAILABLE, never a call cut off."""
+    light, heavy = _infer(["a short one"]), _infer([f"sentence {i} about rolling updates " * 40 for i in range(64)])
+    channel = grpc.insecure_channel(server.grpc_target)
+    stub = pbg.GRPCInferenceServiceStub(channel)
+    steady: list[tuple[float, float, str]] = []
+    stop = threading.Event()
+
+    def one_channel() -> None:
+        while not stop.is_set():
+            steady.append(_call(stub, light))
+            time.sleep(0.05)
+
+    client = threading.Thread(target=one_channel, daemon=True)
+    client.start()
+    deadline = time.monotonic() + 60
+    while len(steady) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sigterm_at = time.monotonic()
+    server.server.signal(signal.SIGTERM)
+    delay_end = sigterm_at + DELAY_S
+    time.sleep(0.3)
+    assert not stub.ServerReady(pb.ServerReadyRequest(), timeout=30).ready  # out of the endpoints, gRPC too
+    time.sleep(max(0.0, delay_end - 0.3 - time.monotonic()))
+    heavy_calls: list[tuple[float, float, str]] = []  # back to back from just before the listener closes
+
+    def back_to_back() -> None:
+        while not heavy_calls or heavy_calls[-1][2] == "OK":
+            heavy_calls.append(_call(stub, heavy))
+
+    sender = threading.Thread(target=back_to_back, daemon=True)
+    sender.start()
+    refused_at = None
+    while refused_at is None and time.monotonic() < delay_end + 60:
+        start = time.monotonic()
+        with grpc.insecure_channel(server.grpc_target) as fresh:  # ServerLive: answered without the model
+            try:
+                pbg.GRPCInferenceServiceStub(fresh).ServerLive(pb.ServerLiveRequest(), timeout=30)
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                    refused_at = start
+        time.sleep(0.05)
+    sender.join(150)
+    stop.set()
+    client.join(150)
+    channel.close()
+    assert server.server.process.wait(60) == 0, server.server.log_tail()
+    assert refused_at is not None, "gRPC never stopped taking calls"
+    in_flight = [o for o in heavy_calls if o[0] < refused_at < o[1]]
+    assert in_flight, f"no heavy call was in flight when gRPC stopped taking calls: {heavy_calls}"
+    assert all(o[2] == "OK" for o in in_flight), in_flight
+    assert {o[2] for o in heavy_calls} <= {"OK", "UNAVAILABLE"}, heavy_calls
+    assert all(o[2] == "OK" for o in steady if o[0] < delay_end), [o for o in steady if o[2] != "OK"]
+    assert {o[2] for o in steady} <= {"OK", "UNAVAILABLE"}, sorted({o[2] for o in steady})
