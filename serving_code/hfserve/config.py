@@ -252,6 +252,17 @@ class ServingConfig:
                                                 "result")
     max_tokenize_tokens: int = setting(16384, "Most tokens /tokenize returns for one request (HTTP 413 above it, "
                                               "found before the whole body is tokenized)", parse=positive_int)
+    # security review H1/H2/H4: bounded work per request, and none of it on the event loop
+    max_decode_tokens: int = setting(16384, "Most token ids /decode takes in one request (HTTP 413 above it)",
+                                     parse=positive_int)
+    max_masks: int = setting(8, "fill_mask: most mask tokens in one text (an error naming the cap above it)",
+                             parse=positive_int)
+    max_fill_mask_candidates: int = setting(4096, "fill_mask: most candidates one request returns, masks x top_k "
+                                                  "over its texts (an error naming the cap above it)",
+                                            parse=positive_int)
+    tokenizer_workers: int = setting(2, "Threads that tokenize and post-process requests, off the event loop, so "
+                                        "health probes and other requests are answered during a large one",
+                                     parse=positive_int)
     default_prompt_name: str | None = setting(None, "text_embedding: the checkpoint prompt (config_sentence_"
                                                     "transformers.json) put before every input a request does not "
                                                     "choose one for; default: the checkpoint's default_prompt_name")
@@ -590,6 +601,10 @@ class ModelSettings:
     max_request_items: int = 64
     auto_truncate: bool = True  # cut over-long inputs to the model's limit unless a request says otherwise
     max_tokenize_tokens: int = 16384  # /tokenize: tokens returned per request
+    max_decode_tokens: int = 16384  # /decode: token ids taken per request
+    max_masks: int = 8  # fill_mask: masks per text
+    max_fill_mask_candidates: int = 4096  # fill_mask: masks x top_k per request
+    tokenizer_workers: int = 2  # threads for tokenization and post-processing (core/encoder_service.py)
     default_prompt_name: str | None = None  # text_embedding (tasks/prompts.py)
     default_prompt: str | None = None
     served_model_names: tuple[str, ...] = ()  # aliases of model_name (--served_model_name)

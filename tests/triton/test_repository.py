@@ -54,7 +54,7 @@ def test_pass_token_bound_and_source_tree_reach_model_py(minilm_dir, tmp_path):
 @pytest.mark.parametrize("kind, output", [
     ("sequence_classification", 'name: "logits"\n    data_type: TYPE_FP32\n    dims: [ 2 ]'),
     ("token_classification", 'name: "logits"\n    data_type: TYPE_FP32\n    dims: [ -1, 5 ]'),
-    ("fill_mask", 'name: "logits"\n    data_type: TYPE_FP32\n    dims: [ -1, '),
+    ("fill_mask", 'name: "mask_scores"\n    data_type: TYPE_FP32\n    dims: [ -1, 100 ]'),  # top-k, not vocab
 ])
 def test_task_outputs(tiny_models, tmp_path, kind, output):
     build_repository(tiny_models(kind), tmp_path, "m", device="cpu")

@@ -6,13 +6,22 @@ encode:  texts -> token ids           (tasks/tokenization.py; truncation, reques
 run:     token ids -> model outputs   (the backend; the forward time comes back as a value, for request timing)
 results / the task operations: outputs -> plain Python values   (tasks/handlers.py)
 So both runtimes answer the same input with the same JSON.
+
+Tokenization and post-processing run in the service's own threads (--tokenizer_workers), never on the event loop:
+the Rust tokenizer releases the GIL, and Python post-processing yields it, so probes and other requests are
+answered while a large request is tokenized or its results are built.
 """
 
+import asyncio
+import contextvars
+import functools
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+import orjson
 
 from ..config import ModelSettings
 from ..errors import InputTooLong, InvalidRequest, WrongTask
@@ -90,6 +99,7 @@ class EncoderService:
         self.text_encoder: TextEncoder | None = None
         self.handler: TaskHandler | None = None
         self.prompts: Prompts | None = None  # text_embedding only
+        self.workers = ThreadPoolExecutor(max_workers=settings.tokenizer_workers, thread_name_prefix="tokenize")
 
     @property
     def name(self) -> str:
@@ -115,7 +125,8 @@ class EncoderService:
         self.backend.load(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
         max_length = effective_max_length(tokenizer, settings.model_dir, settings.tokenizer.max_length)
         self.text_encoder = TextEncoder(tokenizer, max_length, settings.tokenizer, self.backend.input_names)
-        self.handler = make_handler(settings.task, tokenizer, settings.model_dir, settings.return_probabilities)
+        self.handler = make_handler(settings.task, tokenizer, settings.model_dir, settings.return_probabilities,
+                                    settings.max_masks, settings.max_fill_mask_candidates)
         if settings.task == Task.TEXT_EMBEDDING:
             self.prompts = Prompts.read(settings.model_dir, settings.default_prompt_name, settings.default_prompt)
 
@@ -124,6 +135,14 @@ class EncoderService:
 
     def stop(self) -> None:
         self.backend.stop()
+        self.workers.shutdown(wait=False, cancel_futures=True)
+
+    async def off_loop(self, function, *args, **kwargs):
+        """`function(*args, **kwargs)` in one of the service's worker threads, in this request's context (its
+        timing record)."""
+        context = contextvars.copy_context()
+        call = functools.partial(context.run, function, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self.workers, call)
 
     def limits(self) -> dict:
         """The limits a client may want to know (GET /info): tokens per input, then texts and tokens per pass."""
@@ -138,8 +157,12 @@ class EncoderService:
                                             and len(self.handler.id2label) == 1)
 
     # --- the pipeline ----------------------------------------------------------------------------
-    def encode(self, texts: list, params: RequestParams | None = None) -> Encoded:
+    async def encode(self, texts: list, params: RequestParams | None = None) -> Encoded:
         """Token ids per text (or pair), truncated as the request and --auto_truncate say, checked for the task."""
+        return await self.off_loop(self.encode_now, texts, params)
+
+    def encode_now(self, texts: list, params: RequestParams | None = None) -> Encoded:
+        """encode, in the calling thread."""
         started = time.perf_counter()
         params = params or RequestParams()
         check_texts(texts, self.max_items)
@@ -150,7 +173,7 @@ class EncoderService:
         truncate = self.settings.auto_truncate if params.truncate is None else params.truncate
         items = self.text_encoder.encode(texts, with_offsets=self.handler.needs_offsets, truncate=truncate,
                                          direction=params.truncation_direction)
-        self.handler.check(items)
+        self.handler.check(items, params)
         current_timing().add(self.name, "tokenization", time.perf_counter() - started)
         return Encoded(texts=texts, params=params, items=items, started=started)
 
@@ -188,8 +211,11 @@ class EncoderService:
             seconds = None if seconds is None or piece.forward_seconds is None else seconds + piece.forward_seconds
         return Forward(rows, seconds)
 
-    def results(self, encoded: Encoded, rows: Rows) -> list:
+    async def results(self, encoded: Encoded, rows: Rows) -> list:
         """Each text's result as V1 answers it (tasks/handlers.py)."""
+        return await self.off_loop(self.results_now, encoded, rows)
+
+    def results_now(self, encoded: Encoded, rows: Rows) -> list:
         answers = [self.handler.result(row, item, text, encoded.params)
                    for row, item, text in zip(rows, encoded.items, encoded.texts)]
         self._finished(encoded)
@@ -199,8 +225,8 @@ class EncoderService:
         current_timing().add(self.name, "compute", time.perf_counter() - encoded.started)
 
     async def _answer(self, texts: list, params: RequestParams) -> tuple[list, int]:
-        encoded = self.encode(texts, params)
-        return self.results(encoded, (await self.run(encoded)).rows), encoded.tokens
+        encoded = await self.encode(texts, params)
+        return await self.results(encoded, (await self.run(encoded)).rows), encoded.tokens
 
     # --- the task operations: plain values in, plain values and the tokens used out ------------------
     def _require(self, allowed: bool, what: str) -> None:
@@ -235,10 +261,12 @@ class EncoderService:
         self._require(self.task in PAIR_TASKS, "classify texts")
         if activation is not None and activation not in ACTIVATIONS:
             raise InvalidRequest(f"the activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-        encoded = self.encode(inputs, RequestParams(truncate=truncate, truncation_direction=truncation_direction))
+        encoded = await self.encode(inputs, RequestParams(truncate=truncate,
+                                                          truncation_direction=truncation_direction))
         rows = (await self.run(encoded)).rows
         function = getattr(self.handler, "scores", None) if activation is None else ACTIVATIONS[activation]
-        scores = [label_scores(row["logits"], self.handler.id2label, activation == "none", function) for row in rows]
+        scores = await self.off_loop(lambda: [label_scores(row["logits"], self.handler.id2label, activation == "none",
+                                                           function) for row in rows])
         self._finished(encoded)
         return scores, encoded.tokens
 
@@ -247,7 +275,7 @@ class EncoderService:
         """The relevance of each document to the query, in the documents' order."""
         self._require(self.scores_pairs, "score (query, document) pairs: serve a cross-encoder (--task rerank)")
         params = RequestParams(truncate=truncate, truncation_direction=truncation_direction)
-        encoded = self.encode([(query, d) for d in documents], params)
+        encoded = await self.encode([(query, d) for d in documents], params)  # the query tokenized once
         scores = [relevance_score(row["logits"], raw_scores) for row in (await self.run(encoded)).rows]
         self._finished(encoded)
         return scores, encoded.tokens
@@ -261,6 +289,15 @@ class EncoderService:
         """The top_k candidates per mask token of each text."""
         self._require(self.task == Task.FILL_MASK, "fill masks")
         return await self._answer(texts, RequestParams.parse({"top_k": top_k}))
+
+    async def tokenize_json(self, texts: list, add_special_tokens: bool = True,
+                            prompt_name: str | None = None) -> bytes:
+        """tokenize's answer as JSON bytes, built in a worker thread: no per-object encoder on the event loop."""
+        return await self.off_loop(lambda: orjson.dumps(self.tokenize(texts, add_special_tokens, prompt_name)))
+
+    async def decode_json(self, ids: list[list[int]], skip_special_tokens: bool = True) -> bytes:
+        """decode's answer as JSON bytes, built in a worker thread."""
+        return await self.off_loop(lambda: orjson.dumps(self.decode(ids, skip_special_tokens)))
 
     def tokenize(self, texts: list, add_special_tokens: bool = True,
                  prompt_name: str | None = None) -> list[list[dict]]:
@@ -307,6 +344,10 @@ class EncoderService:
 
     def decode(self, ids: list[list[int]], skip_special_tokens: bool = True) -> list[str]:
         check_texts(ids, self.settings.max_request_items)
+        count, cap = sum(len(sequence) for sequence in ids), self.settings.max_decode_tokens
+        if count > cap:
+            raise InputTooLong(f"/decode takes at most {cap} token ids per request (--max_decode_tokens); this one "
+                               f"has {count}: send fewer or shorter sequences")
         tokenizer = self.text_encoder.tokenizer
         vocab_size = len(tokenizer)
         for row, sequence in enumerate(ids):

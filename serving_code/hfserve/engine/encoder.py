@@ -19,6 +19,7 @@ from transformers import (
 from ..tasks import ENCODER_TASKS, Task
 from ..tasks.detect import infer_task
 from ..tasks.embedding import DenseLayer, EmbeddingModules, read_embedding_modules
+from ..tasks.params import MAX_TOP_K
 from .device import resolve_device, resolve_dtype
 
 MODEL_CLASSES = {
@@ -28,15 +29,21 @@ MODEL_CLASSES = {
     Task.TOKEN_CLASSIFICATION: AutoModelForTokenClassification,
     Task.FILL_MASK: AutoModelForMaskedLM,
 }
+# fill_mask's outputs, [T, K] per text: the K best candidates (softmax probability, token id) at each mask token,
+# zeros at every other position. Never [T, vocab]: for bert-base that was 62.5 MB per text, 4 GB per request.
+# Ids travel as float32 beside the scores (one dtype for every output, Triton's included): exact below 2**24,
+# far above any vocabulary.
+MASK_OUTPUTS = ("mask_scores", "mask_ids")
 
 
 class EncoderEngine:
     def __init__(self, model: torch.nn.Module, task: Task, device: torch.device,
                  modules: EmbeddingModules | None = None, head: torch.nn.Module | None = None,
-                 token_inputs: tuple[str, ...] | None = None):
+                 token_inputs: tuple[str, ...] | None = None, mask_token_id: int | None = None):
         self.model = model
         self.task = task
         self.device = device
+        self.mask_token_id = mask_token_id
         self.modules = modules or EmbeddingModules()
         self.head = head
         accepted = inspect.signature(model.forward).parameters
@@ -64,7 +71,8 @@ class EncoderEngine:
         head = load_head(modules, model.config.hidden_size)
         if head is not None:
             head.to(device=torch_device, dtype=torch_dtype).eval()
-        return cls(model, task, torch_device, modules, head, tokenizer_inputs(Path(model_dir), trust_remote_code))
+        token_inputs, mask_token_id = tokenizer_facts(Path(model_dir), trust_remote_code)
+        return cls(model, task, torch_device, modules, head, token_inputs, mask_token_id)
 
     @property
     def config(self):
@@ -74,26 +82,77 @@ class EncoderEngine:
     def forward(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         tensors = {name: torch.from_numpy(np.ascontiguousarray(inputs[name])).to(self.device)
                    for name in self.input_names if name in inputs}
-        return {name: _to_numpy(value) for name, value in self.forward_tensors(tensors).items()}
+        outputs = self.fill_mask_tensors(tensors) if self.task == Task.FILL_MASK else self.forward_tensors(tensors)
+        return {name: _to_numpy(value) for name, value in outputs.items()}
 
     def forward_tensors(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The model and, for embeddings, pooling: what `forward` runs and what the ONNX export traces."""
+        """The model and, for embeddings, pooling; for fill_mask the top-k at the masks over full logits (what the
+        ONNX export traces: a static graph; `forward` runs the cheaper fill_mask_tensors)."""
         output = self.model(**tensors)
         if self.task == Task.TEXT_EMBEDDING:
             pooled = pool(output.last_hidden_state, tensors["attention_mask"], self.modules.pooling)
             return {"embeddings": pooled if self.head is None else self.head(pooled)}
+        if self.task == Task.FILL_MASK:
+            scores, ids = output.logits.float().softmax(dim=-1).topk(self.candidates, dim=-1)
+            keep = (tensors["input_ids"] == self._mask_id()).unsqueeze(-1)
+            return {"mask_scores": torch.where(keep, scores, 0.0), "mask_ids": torch.where(keep, ids.float(), 0.0)}
         return {"logits": output.logits}
+
+    @property
+    def candidates(self) -> int:
+        return fill_mask_candidates(self.model.config)
+
+    def _mask_id(self) -> int:
+        return -1 if self.mask_token_id is None else self.mask_token_id  # -1: no position is a mask
+
+    def fill_mask_tensors(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """forward_tensors' fill_mask outputs, with the vocabulary projection run on the mask positions' hidden
+        states only (a pre-hook on the output embeddings gathers them), so no [B, T, vocab] tensor is made. A head
+        that does not go through get_output_embeddings() still gets its full logits gathered after the fact."""
+        is_mask = tensors["input_ids"] == self._mask_id()
+        rows, cols = is_mask.nonzero(as_tuple=True)
+        projection = self.model.get_output_embeddings()
+
+        def gather(_module, args):
+            hidden = args[0]
+            return (hidden[rows, cols], *args[1:]) if hidden.dim() == 3 else None
+
+        handle = projection.register_forward_pre_hook(gather) if projection is not None else None
+        try:
+            logits = self.model(**tensors).logits
+        finally:
+            if handle is not None:
+                handle.remove()
+        if logits.dim() == 3:
+            logits = logits[rows, cols]
+        scores, ids = logits.float().softmax(dim=-1).topk(self.candidates, dim=-1)
+        shape = (*is_mask.shape, self.candidates)
+        mask_scores = torch.zeros(shape, dtype=torch.float32, device=scores.device)
+        mask_ids = torch.zeros(shape, dtype=torch.float32, device=scores.device)
+        mask_scores[rows, cols] = scores
+        mask_ids[rows, cols] = ids.float()
+        return {"mask_scores": mask_scores, "mask_ids": mask_ids}
 
 
 def tokenizer_inputs(model_dir: Path, trust_remote_code: bool = False) -> tuple[str, ...] | None:
     """The inputs the checkpoint's tokenizer produces (its model_input_names), None where it has no tokenizer."""
+    return tokenizer_facts(model_dir, trust_remote_code)[0]
+
+
+def tokenizer_facts(model_dir: Path, trust_remote_code: bool = False) -> tuple[tuple[str, ...] | None, int | None]:
+    """The tokenizer's model_input_names and mask_token_id; (None, None) where the checkpoint has no tokenizer."""
     from transformers import AutoTokenizer
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
     except (OSError, ValueError):
-        return None
-    return tuple(tokenizer.model_input_names)
+        return None, None
+    return tuple(tokenizer.model_input_names), tokenizer.mask_token_id
+
+
+def fill_mask_candidates(config) -> int:
+    """Candidates kept per mask: the most a request may ask for (top_k), or the whole vocabulary if smaller."""
+    return min(MAX_TOP_K, config.vocab_size)
 
 
 def output_specs(task: Task, config, modules: EmbeddingModules | None = None) -> dict[str, tuple[str, list[int]]]:
@@ -104,7 +163,7 @@ def output_specs(task: Task, config, modules: EmbeddingModules | None = None) ->
         return {"logits": ("FP32", [config.num_labels])}
     if task == Task.TOKEN_CLASSIFICATION:
         return {"logits": ("FP32", [-1, config.num_labels])}
-    return {"logits": ("FP32", [-1, config.vocab_size])}
+    return {name: ("FP32", [-1, fill_mask_candidates(config)]) for name in MASK_OUTPUTS}
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, modes: tuple[str, ...] | str) -> torch.Tensor:

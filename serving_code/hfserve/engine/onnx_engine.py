@@ -40,11 +40,12 @@ class Device:
 
 
 class OnnxEncoderEngine:
-    def __init__(self, session, task: Task, config, path: Path, modules=None):
+    def __init__(self, session, task: Task, config, path: Path, modules=None, mask_token_id: int | None = None):
         self.session = session
         self.task = task
         self.config = config
         self.path = path
+        self.mask_token_id = mask_token_id
         graph_inputs = {i.name for i in session.get_inputs()}
         self.input_names = tuple(name for name in TOKEN_INPUT_ORDER if name in graph_inputs)
         missing = graph_inputs - set(self.input_names)
@@ -54,6 +55,9 @@ class OnnxEncoderEngine:
 
         self.output_specs = output_specs(task, config, modules)
         self.output_names = list(self.output_specs)
+        # A fill_mask graph exported here computes the top-k at the masks itself (EncoderEngine.forward_tensors);
+        # a shipped one gives logits, reduced per pass here (fill_mask_from_logits), never kept per text.
+        self.from_logits = task == Task.FILL_MASK and "mask_scores" not in {o.name for o in session.get_outputs()}
         self.providers = session.get_providers()
         self.device = Device("cuda" if self.providers[0] in GPU_PROVIDERS else "cpu")
 
@@ -76,14 +80,37 @@ class OnnxEncoderEngine:
         session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=providers)
         config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
         modules = read_embedding_modules(model_dir) if task == Task.TEXT_EMBEDDING else None
-        engine = cls(session, task, config, path, modules)
+        from .encoder import tokenizer_facts
+
+        mask_token_id = tokenizer_facts(model_dir, trust_remote_code)[1] if task == Task.FILL_MASK else None
+        engine = cls(session, task, config, path, modules, mask_token_id)
         log.info("onnx engine: %s on %s", path, engine.providers)
         return engine
 
     def forward(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         feed = {name: np.ascontiguousarray(inputs[name], dtype=np.int64) for name in self.input_names}
+        if self.from_logits:
+            (logits,) = self.session.run(["logits"], feed)
+            return fill_mask_from_logits(logits, feed["input_ids"], self.mask_token_id,
+                                         self.output_specs["mask_scores"][1][-1])
         values = self.session.run(self.output_names, feed)
         return {name: value.astype(np.float32, copy=False) for name, value in zip(self.output_names, values)}
+
+
+def fill_mask_from_logits(logits: np.ndarray, input_ids: np.ndarray, mask_token_id: int | None,
+                          candidates: int) -> dict[str, np.ndarray]:
+    """EncoderEngine's fill_mask outputs from a pass's [B, T, vocab] logits: the softmax and the top-k at the mask
+    positions only, zeros elsewhere."""
+    rows, cols = np.nonzero(input_ids == (-1 if mask_token_id is None else mask_token_id))
+    at_masks = logits[rows, cols].astype(np.float32)
+    at_masks = np.exp(at_masks - at_masks.max(axis=-1, keepdims=True))
+    at_masks /= at_masks.sum(axis=-1, keepdims=True)
+    best = np.argsort(-at_masks, axis=-1, kind="stable")[:, :candidates]
+    scores = np.zeros((*input_ids.shape, candidates), dtype=np.float32)
+    ids = np.zeros_like(scores)
+    scores[rows, cols] = np.take_along_axis(at_masks, best, axis=-1)
+    ids[rows, cols] = best
+    return {"mask_scores": scores, "mask_ids": ids}
 
 
 def select_providers(device: str, available: list[str], dtype: str = "auto", quantize: str = "none",

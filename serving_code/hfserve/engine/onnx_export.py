@@ -37,7 +37,7 @@ from ..tasks.embedding import read_embedding_modules
 SHIPPED_FILES = ("onnx/model.onnx", "model.onnx")
 TOKEN_STATE_OUTPUTS = ("last_hidden_state", "token_embeddings")
 OPSET = 17
-FORMAT_VERSION = "1"  # bump when what is written changes
+FORMAT_VERSION = "2"  # bump when what is written changes (2: fill_mask graphs give the top-k at the masks)
 
 
 def default_onnx_cache_dir() -> Path:

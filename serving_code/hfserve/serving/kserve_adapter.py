@@ -59,11 +59,11 @@ class KServeEncoderModel(Model):
             if self.service.task != Task.TEXT_EMBEDDING:
                 raise InvalidRequest(f"'embedding_types' applies to text_embedding models; this model serves "
                                      f"{self.service.task}")
-        return Job(request=request, encoded=self.service.encode(request.texts, request.params))
+        return Job(request=request, encoded=await self.service.encode(request.texts, request.params))
 
     async def predict(self, job: Job, headers: dict | None = None) -> Job:
         forward = await self.service.run(job.encoded)
-        job.results = self.service.results(job.encoded, forward.rows)
+        job.results = await self.service.results(job.encoded, forward.rows)
         return job
 
     async def postprocess(self, job: Job, headers: dict | None = None) -> dict | InferResponse:

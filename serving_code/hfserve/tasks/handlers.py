@@ -10,7 +10,7 @@ from transformers import PreTrainedTokenizerBase
 
 from . import Task
 from .embedding import finish_embedding, read_pooling_config
-from .params import InvalidRequest, RequestParams
+from .params import InputTooLong, InvalidRequest, RequestParams
 from .tokenization import EncodedText
 
 
@@ -68,8 +68,8 @@ class TaskHandler:
         self.id2label = id2label
         self.return_probabilities = return_probabilities
 
-    def check(self, encoded: list[EncodedText]) -> None:
-        """Rejects inputs the task cannot answer, before they reach the model."""
+    def check(self, encoded: list[EncodedText], params: RequestParams | None = None) -> None:
+        """Rejects inputs the task cannot answer, or more work than the server's caps allow, before the model."""
 
     def result(self, outputs: dict[str, np.ndarray], encoded: EncodedText, text: str, params: RequestParams):
         raise NotImplementedError
@@ -240,38 +240,52 @@ def _finish_entity(entity: dict, text: str) -> dict:
 
 
 class FillMaskHandler(TaskHandler):
-    """Top-k candidates per mask token; one flat list for one mask, a list per mask for several."""
+    """Top-k candidates per mask token; one flat list for one mask, a list per mask for several. The model call
+    returns only the candidates (engine/encoder.py: MASK_OUTPUTS), and the masks per text and the candidates per
+    request are capped before it runs."""
 
     task = Task.FILL_MASK
+    max_masks = 8  # per text (--max_masks)
+    max_candidates = 4096  # per request: masks x top_k (--max_fill_mask_candidates)
 
-    def check(self, encoded):
+    def check(self, encoded, params=None):
         mask_id = self.tokenizer.mask_token_id
         if mask_id is None:
             raise InvalidRequest("this tokenizer has no mask token, so fill_mask cannot be served")
+        masks = 0
         for index, e in enumerate(encoded):
-            if mask_id not in e.input_ids:
+            count = e.input_ids.count(mask_id)
+            if count == 0:
                 raise InvalidRequest(
                     f"instance {index} has no {self.tokenizer.mask_token} token (or it was truncated away)"
                 )
+            if count > self.max_masks:
+                raise InputTooLong(f"instance {index} has {count} {self.tokenizer.mask_token} tokens; this server "
+                                   f"fills at most {self.max_masks} per text (--max_masks)")
+            masks += count
+        top_k = (params or RequestParams()).top_k
+        if masks * top_k > self.max_candidates:
+            raise InputTooLong(f"{masks} masks x top_k {top_k} = {masks * top_k} candidates; this server returns "
+                               f"at most {self.max_candidates} per request (--max_fill_mask_candidates): send "
+                               "fewer masks or a smaller top_k")
 
     def result(self, outputs, encoded, text, params):
-        logits = outputs["logits"][: len(encoded)]
+        scores, ids = outputs["mask_scores"], outputs["mask_ids"]
         positions = [i for i, t in enumerate(encoded.input_ids) if t == self.tokenizer.mask_token_id]
-        per_mask = [self._candidates(logits[p], p, encoded, params.top_k) for p in positions]
+        per_mask = [self._candidates(scores[p, :params.top_k], ids[p, :params.top_k], p, encoded)
+                    for p in positions]
         return per_mask[0] if len(per_mask) == 1 else per_mask
 
-    def _candidates(self, logits: np.ndarray, position: int, encoded: EncodedText, top_k: int) -> list[dict]:
-        probabilities = softmax(logits.astype(np.float64))
-        top = np.argsort(-probabilities, kind="stable")[:top_k]
+    def _candidates(self, scores: np.ndarray, ids: np.ndarray, position: int, encoded: EncodedText) -> list[dict]:
         candidates = []
-        for token_id in top:
-            ids = list(encoded.input_ids)
-            ids[position] = int(token_id)
+        sequence = list(encoded.input_ids)
+        for score, token_id in zip(scores.tolist(), ids.astype(np.int64).tolist()):
+            sequence[position] = token_id
             candidates.append({
-                "score": float(probabilities[token_id]),
-                "token": int(token_id),
-                "token_str": self.tokenizer.decode([int(token_id)]).strip(),
-                "sequence": self.tokenizer.decode(ids, skip_special_tokens=True),
+                "score": score,
+                "token": token_id,
+                "token_str": self.tokenizer.decode([token_id]).strip(),
+                "sequence": self.tokenizer.decode(sequence, skip_special_tokens=True),
             })
         return candidates
 
@@ -286,7 +300,12 @@ HANDLERS = {h.task: h for h in (EmbeddingHandler, SequenceClassificationHandler,
                                 TokenClassificationHandler, FillMaskHandler)}
 
 
-def make_handler(task: Task, tokenizer, model_dir: Path, return_probabilities: bool = False) -> TaskHandler:
+def make_handler(task: Task, tokenizer, model_dir: Path, return_probabilities: bool = False,
+                 max_masks: int | None = None, max_candidates: int | None = None) -> TaskHandler:
     config = json.loads((Path(model_dir) / "config.json").read_text())
     id2label = {int(k): v for k, v in (config.get("id2label") or {}).items()}
-    return HANDLERS[task](tokenizer, Path(model_dir), id2label, return_probabilities)
+    handler = HANDLERS[task](tokenizer, Path(model_dir), id2label, return_probabilities)
+    if isinstance(handler, FillMaskHandler):
+        handler.max_masks = max_masks or handler.max_masks
+        handler.max_candidates = max_candidates or handler.max_candidates
+    return handler

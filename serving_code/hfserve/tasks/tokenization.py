@@ -98,7 +98,9 @@ class TextEncoder:
                direction: str = "right") -> list[EncodedText]:
         """Token ids per text (or pair). With truncate=False an input over max_length raises InputTooLong."""
         backend = self.backend(truncate, direction) if self._backend is not None else None
-        if backend is not None and truncate:
+        if backend is not None and _shares_first_text(texts):
+            encoded = self._encode_shared_first(backend, texts[0][0], [t[1] for t in texts])
+        elif backend is not None and truncate:
             encoded = self._encode_precut(backend, texts, direction)
         elif backend is not None:
             encoded = self._encode_with_backend(backend, texts)
@@ -139,6 +141,20 @@ class TextEncoder:
                 shift = len(t) - len(c)
                 e.offsets = [(a + shift, b + shift) if b > 0 else (a, b) for a, b in e.offsets]
         return encoded
+
+    def _encode_shared_first(self, backend, first: str, seconds: list[str]) -> list[EncodedText]:
+        """Pairs with one first text (a rerank query and its documents): the first is tokenized once, not once per
+        pair, and joined to each second text by `backend`'s own post_process, which truncates the pair and adds
+        the special tokens and type ids as encode_batch does. The parts are tokenized whole (no character cut):
+        longest-first truncation depends on which part is longer, so their exact lengths matter."""
+        whole = self.backend(truncate=False, direction="right")
+        query = whole.encode(first, add_special_tokens=False)
+        with_types = "token_type_ids" in self.input_names
+        add = self.options.add_special_tokens
+        pairs = [backend.post_process(query, d, add_special_tokens=add)
+                 for d in whole.encode_batch(seconds, add_special_tokens=False)]
+        return [EncodedText(input_ids=e.ids, token_type_ids=e.type_ids if with_types else None, offsets=e.offsets)
+                for e in pairs]
 
     def _precut_is_exact(self, backend, cut: str, encoded: EncodedText, direction: str) -> bool:
         """The kept tokens are the full text's when the encoding was truncated (max_length tokens) and a word
@@ -197,6 +213,14 @@ class TextEncoder:
     def pad(self, encoded: list[EncodedText]) -> dict[str, np.ndarray]:
         """Right-pads a group of texts to its longest member: the model inputs, int64 [batch, length]."""
         return pad_encoded(encoded, self.pad_id, self.input_names)
+
+
+def _shares_first_text(texts: list[TextInput]) -> bool:
+    """Whether these are two or more pairs with the same first text."""
+    if len(texts) < 2 or not all(isinstance(t, tuple) for t in texts):
+        return False
+    first = texts[0][0]
+    return all(t[0] == first for t in texts)
 
 
 def _cut(text: TextInput, limit: int, direction: str) -> TextInput:
