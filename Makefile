@@ -287,7 +287,7 @@ KSERVE_VERSION ?= v0.21.0
 CERT_MANAGER_VERSION ?= v1.17.2
 KIND_IMAGES = $(IMAGE_PREFIX)/huggingface-runtime:$(IMAGE_TAG) $(IMAGE_PREFIX)/transformer:$(IMAGE_TAG) $(IMAGE_PREFIX)/triton:$(IMAGE_TAG)
 
-## KSERVE_MODE: the default deployment mode make kserve-install sets, RawDeployment or Serverless (names every KServe knows)
+## KSERVE_MODE: the default mode make kserve-install sets: RawDeployment or Serverless
 KSERVE_MODE ?= RawDeployment
 ## KNATIVE_VERSION: the Knative Serving KSERVE_MODE=Serverless installs first, with Kourier (KOURIER_VERSION)
 KNATIVE_VERSION ?= 1.21.1
