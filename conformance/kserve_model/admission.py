@@ -1,8 +1,10 @@
 """What the API server and KServe's admission webhook do with a (Cluster)ServingRuntime.
 
-* The CRD's OpenAPI schema (config/crd/full/serving.kserve.io_clusterservingruntimes.yaml):
-  `supportedModelFormats[].priority` has `minimum: 1`, `supportedModelFormats[].name` and
-  `containers` are required.
+* The CRD's OpenAPI schema (config/crd/full/serving.kserve.io_clusterservingruntimes.yaml, what
+  the `kserve-crd` Helm chart installs): `supportedModelFormats[].priority` has `minimum: 1`,
+  `supportedModelFormats[].name` and `containers` are required. The minimal CRD
+  (config/crd/minimal, `kserve-crd-minimal`) preserves unknown fields of `spec` and checks none
+  of this; the chart's values schema refuses a priority below 1 either way.
 * The validating webhook `clusterservingruntime.kserve-webhook-server.validator`
   (config/webhook/manifests.yaml, failurePolicy Fail) runs
   pkg/webhook/admission/servingruntime/servingruntime_webhook.go,

@@ -117,7 +117,8 @@ def merge_model_into_container(runtime_container: dict[str, Any], model: dict[st
             merged[key] = _merge_maps(merged[key], value)
         else:
             merged[key] = copy.deepcopy(value)
-    merged["name"] = runtime_container["name"]
+    # MergeContainerWithPatch keeps a non-empty ISVC `model.name` (`if merged.Name == ""` only fills an empty one)
+    merged["name"] = patch.get("name") or runtime_container["name"]
     return merged
 
 
@@ -264,6 +265,9 @@ def _mount_pvc(pod_spec: dict[str, Any], uri: str, read_only: bool) -> None:
 
 def _mount_model(pod_spec: dict[str, Any], isvc: dict[str, Any], kserve_version: str, config: dict[str, Any]) -> None:
     uri = isvc["spec"]["predictor"]["model"]["storageUri"]
+    if not any(c["name"] == SERVING for c in pod_spec["containers"]):
+        # the pod webhook's storage injection looks kserve-container up by name and refuses the pod
+        raise InvalidPredictorSpec(f"Invalid configuration: cannot find container: {SERVING}")
     if uri.startswith("oci://") and config.get("enableModelcar"):
         _mount_modelcar(pod_spec, uri, kserve_version, config)
         return

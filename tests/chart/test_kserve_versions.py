@@ -547,3 +547,14 @@ def test_c2_a_stray_action_in_extra_env_fails_the_isvc_and_the_readme_says_so():
     with pytest.raises(InvalidPredictorSpec):
         controller_pod_spec(rt, isvc("m", HF), "0.15")
     assert "a `{{` in an `extraEnv` value" in FLAT_README
+
+
+def test_c4_a_model_name_in_the_isvc_renames_kserve_container_and_breaks_the_model_mount():
+    from conformance.kserve_model import InvalidPredictorSpec
+
+    item = isvc("m", HF)
+    item["spec"]["predictor"]["model"]["name"] = "custom"
+    with pytest.raises(InvalidPredictorSpec, match="cannot find container: kserve-container"):
+        assemble_pod(runtimes_of("defaults")[HF], item, "RawDeployment", "master")
+    for path in sorted(EXAMPLES.glob("*.yaml")):  # the examples leave it unset
+        assert "name" not in yaml.safe_load(path.read_text())["spec"]["predictor"]["model"], path.name
