@@ -558,3 +558,17 @@ def test_c4_a_model_name_in_the_isvc_renames_kserve_container_and_breaks_the_mod
         assemble_pod(runtimes_of("defaults")[HF], item, "RawDeployment", "master")
     for path in sorted(EXAMPLES.glob("*.yaml")):  # the examples leave it unset
         assert "name" not in yaml.safe_load(path.read_text())["spec"]["predictor"]["model"], path.name
+
+
+def test_b5_the_chart_never_relies_on_an_unstable_tie():
+    """Before master KServe sorts priorities with sort.Slice (ties unordered): the chart's opt-in priorities
+    differ from each other and from KServe's built-in huggingface runtimes."""
+    from conformance.kserve_model import builtin_runtimes
+    from conformance.kserve_model.selection import tie_is_unordered
+
+    assert [tie_is_unordered(v) for v in SUPPORTED] == [True, True, True, True, False]
+    priorities = [f["priority"] for r in runtimes_of("autoselect").values()
+                  for f in r["spec"]["supportedModelFormats"] if f.get("autoSelect")]
+    builtin = [f.get("priority") for r in builtin_runtimes("0.15") for f in r["spec"]["supportedModelFormats"]
+               if f["name"] == "huggingface"]
+    assert len(set(priorities)) == len(priorities) and not set(priorities) & set(builtin), (priorities, builtin)
