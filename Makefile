@@ -227,7 +227,7 @@ IMAGE_BUILD_ARGS ?=
 ## IMAGE_BASES: local (local Debian base, images/wheelhouse, no network) or upstream (as the release)
 IMAGE_BASES ?= local
 ## TRITON_BASE: the triton image's base when IMAGE_BASES=upstream
-TRITON_BASE ?= nvcr.io/nvidia/tritonserver:24.10-py3
+TRITON_BASE ?= nvcr.io/nvidia/tritonserver:26.03-py3
 ## BASE_IMAGE: the local base's tag [one per recipe of images/base/build-base.sh]
 BASE_IMAGE ?= localhost/hfserve-base:bookworm-$(shell cat images/base/build-base.sh | sha256sum | cut -c1-12)
 LOCAL_IMAGE_ARGS = --network=none --build-arg BASE=$(BASE_IMAGE) --build-arg PIP_NO_INDEX=1

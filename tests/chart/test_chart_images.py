@@ -172,14 +172,20 @@ def test_pip_settings_reach_every_stage_that_runs_pip():
         assert "--find-links /wheelhouse" in " ".join(r for w, r in stage.instructions if w == "RUN"), name
 
 
-def test_triton_target_swaps_in_the_python_311_backend_stub():
+def test_triton_target_takes_the_backend_stub_of_its_own_triton_for_the_venvs_python():
+    """NVIDIA's image keeps its own stub (same release; the venv uses the python3 it was built for, and the build
+    fails if it does not link that libpython); the wheel's Triton comes with the wheel's stub for the venv's
+    Python. A stub of another Triton release than the server's is never put in."""
     _, stages = _parse()
     final = _final(stages, "triton")
     assert ("COPY", "--from=triton-files /opt/overlay/ /") in final
     files = " ".join(r for _, r in stages["triton-files"].instructions)
     assert "triton-overlay.sh" in files and "nvidia-pytriton" in files
     overlay = (IMAGES / "triton" / "triton-overlay.sh").read_text()
-    assert "python_backend_stubs/3.11/triton_python_backend_stub" in overlay
+    assert "python_backend_stubs/$py/triton_python_backend_stub" in overlay
+    assert 'grep -q "libpython$py" "$stub"' in overlay
+    venv = " ".join(r for w, r in stages["venv"].instructions if w == "RUN")
+    assert '"python$(sh /python311.sh version)" -m venv /opt/venv' in venv
 
 
 def _context_sources() -> list[str]:
