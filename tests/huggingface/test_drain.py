@@ -154,11 +154,13 @@ def _keep_alive_leg(running, request: tuple[str, str, dict | None]) -> None:
     sigterm_at = time.monotonic()
     running.server.signal(signal.SIGTERM)
     delay_end = sigterm_at + DELAY_S
-    time.sleep(max(0.0, delay_end - 0.6 - time.monotonic()))
-    stop.set()  # the pooled client stops before the listener closes: what it must see is `connection: close`
+    time.sleep(max(0.0, delay_end - 0.8 - time.monotonic()))
+    stop.set()  # the pooled client starts nothing more: what it must have seen is `connection: close`
+    time.sleep(max(0.0, delay_end - 0.5 - time.monotonic()))
+    # accepted while the server still accepts (not after waiting for the pooled client's last answer, which on a
+    # loaded machine can come after the listener closed)
+    early = socket.create_connection((host, port), timeout=5)
     client.join(70)
-    time.sleep(max(0.0, delay_end - 0.3 - time.monotonic()))
-    early = socket.create_connection((host, port), timeout=5)  # accepted while the server still accepts
     try:
         while not _refused(host, port):
             assert time.monotonic() < delay_end + 30, "the listener never closed"
