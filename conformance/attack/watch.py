@@ -58,9 +58,9 @@ def rss_mb(pids: set[int]) -> float:
 
 
 class Watch:
-    """Context manager: liveness (and RSS) watched from before the case starts until after it ends; at least one
-    liveness answer lies wholly inside the case's window, and one more is taken after it (a stall still under way
-    when the case returns shows there)."""
+    """Context manager: liveness (and RSS) watched from before the case starts until after it ends: the first
+    liveness answer has come back before the case starts, and one more is taken after it ends (a stall still under
+    way when the case returns shows there)."""
 
     def __init__(self, http_url: str, control=None, timeout_s: float = 5.0):
         self.http_url, self.timeout_s = http_url, timeout_s
