@@ -1,9 +1,9 @@
-"""The storage protocol servers (tests/storage/protocol_servers.py), each holding the tiny text-embedding checkpoint,
+"""The storage protocol servers (devkit/storage_servers.py), each holding the tiny text-embedding checkpoint,
 started once for this package and stopped by pid after it."""
 
 import pytest
 
-from .protocol_servers import ArchiveServer, MotoS3, write_archives
+from devkit.storage_servers import ArchiveServer, MotoS3, write_archives
 
 
 @pytest.fixture(scope="session")

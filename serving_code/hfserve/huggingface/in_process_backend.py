@@ -10,6 +10,7 @@ from ..core.encoder_service import Forward, split_rows
 from ..engine.batcher import DynamicBatcher
 from ..engine.loading import load_encoder_engine
 from ..engine.passes import limits_for_device
+from ..engine.warmup import planned_max_length, warm_up, warmup_shapes
 from ..tasks.tokenization import EncodedText, pad_encoded
 
 
@@ -48,8 +49,13 @@ class InProcessBackend:
             onnx_cache_dir=self.onnx_cache_dir,
         )
         limits = limits_for_device(self.engine.device.type, self.max_batch_size, self.max_batch_tokens)
-        self.batcher = DynamicBatcher(self._forward_pass, settings.model_name, limits.max_rows,
-                                      self.max_batch_delay_ms, limits.max_tokens, limits.overhead_tokens)
+        batcher = DynamicBatcher(self._forward_pass, settings.model_name, limits.max_rows,
+                                 self.max_batch_delay_ms, limits.max_tokens, limits.overhead_tokens)
+        # Before ready() can be true, in the batcher's forward thread (torch's OpenMP team belongs to the calling
+        # thread, so a warm-up on this one would leave the first real pass cold).
+        shapes = warmup_shapes(planned_max_length(settings.model_dir, settings.tokenizer.max_length), limits)
+        batcher._executor.submit(warm_up, self.engine.forward, self.input_names, shapes, pad_id).result()
+        self.batcher = batcher
 
     def _forward_pass(self, encoded: list[EncodedText]) -> list[tuple[dict[str, np.ndarray], float]]:
         """One pass of the batcher: each text's outputs, with the seconds the pass took."""
