@@ -12,7 +12,7 @@ export TRANSFORMERS_OFFLINE := 1
   lint test test-fast test-unit test-server test-triton test-pods test-soak test-gpu-pack conformance attack chart-lint chart-test actionlint \
   bench bench-engines bench-head load chaos rss-soak \
   gpu-info gpu-wheelhouse gpu-check gpu-check-dry conformance-gpu \
-  images base-image wheelhouse podman-conf pod-test ci-tools image-smoke \
+  images base-image wheelhouse podman-conf pod-test ci-tools prometheus-tools image-smoke \
   kserve-install knative-install kind-load cluster-test cluster-debug \
   release-check release-dry-run release-chart release-sign
 
@@ -76,23 +76,23 @@ lint: $(STAMP) ## ruff: pyflakes errors and import order across the Python code
 # Tiers (markers given by tests/conftest.py, listed in pyproject.toml): unit, server, triton, pods, soak; `fast`
 # is unit plus the cheap runtime-1 modules. Reports: reports/junit/ (JUnit XML), the 30 slowest tests printed.
 PYTEST_REPORT = --durations=30 --junitxml=reports/junit/$(1).xml
-test: $(STAMP) ## Run the whole test suite: lint, every tier of tests/ but the GPU pack, `make conformance`, then `make pod-test`
+test: $(STAMP) prometheus-tools ## Run the whole test suite: lint, every tier of tests/ but the GPU pack, `make conformance`, then `make pod-test`
 	$(MAKE) lint
 	$(PY) -m pytest -q -rs -m "not gpu_pack" $(call PYTEST_REPORT,tests)
 	$(MAKE) conformance TARGET=local
 	$(MAKE) ci-tools
 	$(MAKE) pod-test
 
-test-fast: $(STAMP) ## Lint, then the unit tier and the cheap runtime-1 tests (a few minutes on 2 cores)
+test-fast: $(STAMP) prometheus-tools ## Lint, then the unit tier and the cheap runtime-1 tests (a few minutes on 2 cores)
 	$(MAKE) lint
 	$(PY) -m pytest -q -rs -m fast $(call PYTEST_REPORT,fast)
 
 TIER = $(PY) -m pytest -q -rs -m "$(1) and not gpu_pack" $(call PYTEST_REPORT,$(1))
-test-unit: $(STAMP) ## Tier unit: no server process (chart renders and models, task logic, engines, tooling)
+test-unit: $(STAMP) prometheus-tools ## Tier unit: no server process (chart renders and models, task logic, engines, tooling)
 	$(call TIER,unit)
 test-server: $(STAMP) ## Tier server: runtime-1 processes (tests/huggingface, runtime 1 in tests/reference, options, fuzz)
 	$(call TIER,server)
-test-triton: $(STAMP) ## Tier triton: real tritonserver (tests/triton, runtime 2 in tests/reference)
+test-triton: $(STAMP) prometheus-tools ## Tier triton: real tritonserver (tests/triton, runtime 2 in tests/reference)
 	$(call TIER,triton)
 test-pods: $(STAMP) ## Tier pods: chart-built pods (pod emulation); the cluster tests when KUBECONFIG has one
 	$(call TIER,pods)
@@ -261,8 +261,11 @@ images: $(if $(filter podman,$(CONTAINER_ENGINE)),podman-conf)
 pod-test: $(STAMP) images ## Build the images, run both runtimes as podman pods, conformance suite against them
 	$(SUDO)$(CONFORMANCE) --target pods --recovery-timeout 420 $(POD_TEST_ARGS)
 
-ci-tools: ## Install podman, runc and debootstrap from Debian/Ubuntu packages where missing
+ci-tools: prometheus-tools ## Install podman, runc and debootstrap from Debian/Ubuntu packages where missing
 	.ci/install-container-tools.sh
+
+prometheus-tools: ## Install Debian's prometheus package (prometheus, promtool) where missing; no service is left running
+	.ci/install-prometheus.sh
 
 ## SMOKE_HUGGINGFACE: kserve-huggingface images make image-smoke starts, space-separated [as make images tags it]
 SMOKE_HUGGINGFACE ?= $(IMAGE_PREFIX)/huggingface-runtime:$(IMAGE_TAG)

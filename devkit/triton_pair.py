@@ -110,6 +110,7 @@ class TritonPair:
             "transformer": [sys.executable, "-m", "hfserve.transformer", "--model_name", model_name,
                             "--predictor_host", self.triton_grpc_target, "--http_port", str(self.port),
                             "--grpc_port", str(self.grpc_port),
+                            "--triton_metrics_url", f"http://127.0.0.1:{self.triton_metrics_port}/metrics",
                             *config.to_argv(ModelConfig(model_dir=export), only_changed=False),
                             *config.to_argv(ContainerConfig(bind_address=bind_address), only_changed=False),
                             *transformer_args],

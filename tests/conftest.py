@@ -36,6 +36,7 @@ TIER_BY_MODULE = {
     "tests/chart/test_chart_cluster.py": "pods",
     "tests/test_options.py": "server",  # some tests start (and expect refused) processes of their own
     "tests/triton/test_repository.py": "unit",  # repository files and refused starts: no tritonserver
+    "tests/test_prometheus_scrape.py": "triton",  # runtime 1 and the MiniLM Triton stack under one Prometheus
     "tests/storage/test_storage_download.py": "server",  # moto's S3 server and an HTTP server, as processes
     "tests/storage/test_storage_serving.py": "server",
     "tests/storage/test_storage_triton.py": "triton",

@@ -264,6 +264,8 @@ class MiniLMTritonStack:
         self.triton.start(timeout=300)  # loading the Python backend on 2 busy cores: minutes
         self.transformer = self.transformers.start("hfserve.transformer", self.export, self.model_name,
                                                    "--predictor_host", self.triton.grpc_target,
+                                                   "--triton_metrics_url",
+                                                   f"http://127.0.0.1:{self.triton.metrics_port}/metrics",
                                                    ready_path="/v2/models/{model}/ready", timeout=120,
                                                    env=NO_DRAIN_DELAY)
         return self

@@ -317,6 +317,9 @@ class PredictorConfig:
     predictor_timeout_s: float = setting(30.0, "Deadline of one inference call to Triton")
     model_dir_wait_s: float = setting(600.0, "How long to wait for the tokenizer files in --model_dir (the Triton "
                                              "container exports them at start-up)")
+    triton_metrics_url: str = setting("http://127.0.0.1:8002/metrics", "Triton's metrics page, scraped on loopback "
+                                      "every 2 s and re-exported on this server's /metrics (docs/observability.md)"
+                                      "; empty: not bridged")
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ import orjson
 
 from ..config import ModelSettings
 from ..errors import InputTooLong, InvalidRequest, WrongTask
+from ..serving.metrics import model_work
 from ..serving.requests import check_texts
 from ..serving.timing import current_timing
 from ..tasks import PAIR_TASKS, Task
@@ -189,7 +190,8 @@ class EncoderService:
         """The model's outputs per text and the forward time; the wait is recorded as the request's queue and
         inference time."""
         started = time.perf_counter()
-        forward = await self._forward(encoded.items)
+        with model_work(self.name, len(encoded.items), encoded.tokens):
+            forward = await self._forward(encoded.items)
         elapsed = time.perf_counter() - started
         inference = elapsed if forward.forward_seconds is None else min(elapsed, forward.forward_seconds)
         timing = current_timing()

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import Histogram
+from prometheus_client import Gauge, Histogram
 
 from .passes import CPU_MAX_BATCH_TOKENS, CPU_PASS_OVERHEAD_TOKENS, PassLimits, plan_passes
 
@@ -32,6 +32,10 @@ BATCH_TOKENS = Histogram(
     ["model_name"],
     buckets=(16, 64, 256, 512, 1024, 2048, 4096, 8192, 16384),
 )
+BATCH_COMPUTING_TEXTS = Gauge("hfserve_batch_computing_texts", "Texts in the forward pass running now (0: idle)",
+                              ["model_name"])
+BATCH_COMPUTING_TOKENS = Gauge("hfserve_batch_computing_tokens", "Token positions (padding included) of the forward "
+                               "pass running now", ["model_name"])
 # Passes are planned over at most this many batches' worth of the oldest texts (bounds the planning work).
 PLANNING_WINDOW_BATCHES = 4
 
@@ -58,6 +62,8 @@ class DynamicBatcher:
         self._max_delay_s = max(0.0, max_batch_delay_ms) / 1000.0
         self._histogram = BATCH_SIZE.labels(model_name=model_name)
         self._tokens = BATCH_TOKENS.labels(model_name=model_name)
+        self._computing = (BATCH_COMPUTING_TEXTS.labels(model_name=model_name),
+                           BATCH_COMPUTING_TOKENS.labels(model_name=model_name))
         self._queue: asyncio.Queue | None = None
         self._waiting: list[_Waiting] = []  # arrival order
         self._worker: asyncio.Task | None = None
@@ -125,6 +131,8 @@ class DynamicBatcher:
         self._histogram.observe(len(batch))
         self._tokens.observe(len(batch) * max(w.length for w in batch))
         loop = asyncio.get_running_loop()
+        self._computing[0].set(len(batch))
+        self._computing[1].set(len(batch) * max(w.length for w in batch))
         try:
             results = await loop.run_in_executor(self._executor, self._run_batch, [w.item for w in batch])
         except Exception as error:  # the failure belongs to these requests, not to the batcher
@@ -136,6 +144,9 @@ class DynamicBatcher:
             for w in batch:
                 await self._run([w])
             return
+        finally:
+            for gauge in self._computing:
+                gauge.set(0)
         for w, result in zip(batch, results):
             if not w.future.done():
                 w.future.set_result(result)

@@ -16,6 +16,7 @@ from .. import args as cli
 from .. import storage
 from ..core.encoder_service import EncoderService
 from ..serving.kserve_adapter import KServeEncoderModel
+from ..serving.metrics import bridge_triton_metrics
 from ..serving.protocol_routers import protocol_routers
 from ..serving.server import HFModelServer
 from ..tasks.detect import TaskDetectionError
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"hfserve: cannot serve {args.model_dir}: {error}")
     logger.info("serving %s as %s from %s, model on triton %s (model %s)", model.name, model.settings.task,
                 args.model_dir, args.predictor_host, model.service.backend.client.model_name)
+    bridge_triton_metrics(args.triton_metrics_url)
     HFModelServer(router_factories=protocol_routers(args.max_concurrent_requests),
                   **cli.server_options(args)).start([model])
 
