@@ -229,8 +229,14 @@ livenessProbe:
   {{- toYaml $live | nindent 2 }}
 {{- end }}
 {{- with .c.startupProbe }}
+{{- $start := deepCopy . }}
+{{- if and $.c.startupSeconds (not (hasKey $start "failureThreshold")) }}
+{{- $period := int (default 10 $start.periodSeconds) }}
+{{- /* the kubelet allows failureThreshold x periodSeconds: round startupSeconds up to whole periods */ -}}
+{{- $_ := set $start "failureThreshold" (div (add (int $.c.startupSeconds) (sub $period 1)) $period) }}
+{{- end }}
 startupProbe:
-  {{- toYaml . | nindent 2 }}
+  {{- toYaml $start | nindent 2 }}
 {{- end }}
 {{- end -}}
 
