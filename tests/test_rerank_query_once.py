@@ -34,8 +34,14 @@ class RecordingBackend:
 
 
 def times_tokenized(backends, text: str) -> int:
-    return sum(1 for b in backends for item in b.inputs
-               if item == text or (isinstance(item, (tuple, list)) and text in item))
+    """How often `text`, or a cut of it (its beginning, 16 characters or more), was given to the tokenizer, alone
+    or in a pair."""
+    def of_text(item) -> bool:
+        if isinstance(item, (tuple, list)):
+            return any(of_text(part) for part in item)
+        return item == text or (len(item) >= 16 and text.startswith(item))
+
+    return sum(1 for b in backends for item in b.inputs if of_text(item))
 
 
 @pytest.fixture(scope="module")
@@ -56,13 +62,30 @@ def recording(service: EncoderService) -> list[RecordingBackend]:
     return list(encoder._backends.values())
 
 
-@pytest.mark.parametrize("query", ["where is the cat", "the cat sat " * 60])  # the second is cut to the limit
+@pytest.mark.parametrize("query", ["where is the cat", "the cat sat " * 60, "the cat sat " * 400])
 def test_the_query_is_tokenized_once_and_pairs_score_as_transformers(reranker, tiny_models, query):
+    """Short, truncated, and cut by characters before tokenizing (the third)."""
     documents = ["the cat sat on the mat", "a dog", "berlin is a city in germany " * 10] + ["x"] * 61
     backends = recording(reranker)
     scores, tokens = asyncio.run(reranker.rerank(query, documents, raw_scores=True))
     assert times_tokenized(backends, query) == 1
     assert times_tokenized(backends, "a dog") == 1
+    assert_scores_as_transformers(reranker, tiny_models, query, documents, scores, tokens)
+
+
+def test_a_megabyte_query_costs_one_cut_tokenization(reranker, tiny_models):
+    """The attack case (a 1 MiB query, 64 one-letter documents) took minutes and 9 GB of RSS: each pair copied
+    the query's overflow. Now the query is cut before it is tokenized, once."""
+    query, documents = "word " * 200_000, ["a"] * 64
+    backends = recording(reranker)
+    scores, tokens = asyncio.run(reranker.rerank(query, documents, raw_scores=True))
+    assert times_tokenized(backends, query) == 1
+    assert sum(len(item) for b in backends for item in b.inputs if isinstance(item, str)) < 20_000 + 64
+    # The same scores as the pipeline's pairs of a query long enough to be truncated the same way.
+    assert_scores_as_transformers(reranker, tiny_models, query[:20_000], documents, scores, tokens)
+
+
+def assert_scores_as_transformers(reranker, tiny_models, query, documents, scores, tokens):
     model_dir = tiny_models("rerank")
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     model = AutoModelForSequenceClassification.from_pretrained(str(model_dir)).eval()

@@ -99,7 +99,7 @@ class TextEncoder:
         """Token ids per text (or pair). With truncate=False an input over max_length raises InputTooLong."""
         backend = self.backend(truncate, direction) if self._backend is not None else None
         if backend is not None and _shares_first_text(texts):
-            encoded = self._encode_shared_first(backend, texts[0][0], [t[1] for t in texts])
+            encoded = self._encode_shared_first(backend, texts[0][0], [t[1] for t in texts], truncate, direction)
         elif backend is not None and truncate:
             encoded = self._encode_precut(backend, texts, direction)
         elif backend is not None:
@@ -142,19 +142,37 @@ class TextEncoder:
                 e.offsets = [(a + shift, b + shift) if b > 0 else (a, b) for a, b in e.offsets]
         return encoded
 
-    def _encode_shared_first(self, backend, first: str, seconds: list[str]) -> list[EncodedText]:
+    def _encode_shared_first(self, backend, first: str, seconds: list[str], truncate: bool,
+                             direction: str) -> list[EncodedText]:
         """Pairs with one first text (a rerank query and its documents): the first is tokenized once, not once per
         pair, and joined to each second text by `backend`'s own post_process, which truncates the pair and adds
-        the special tokens and type ids as encode_batch does. The parts are tokenized whole (no character cut):
-        longest-first truncation depends on which part is longer, so their exact lengths matter."""
+        the special tokens and type ids as encode_batch does."""
         whole = self.backend(truncate=False, direction="right")
-        query = whole.encode(first, add_special_tokens=False)
+        documents = whole.encode_batch(seconds, add_special_tokens=False)
+        query = self._shared_first_tokens(whole, first, max((len(d) for d in documents), default=0), truncate,
+                                          direction)
         with_types = "token_type_ids" in self.input_names
         add = self.options.add_special_tokens
-        pairs = [backend.post_process(query, d, add_special_tokens=add)
-                 for d in whole.encode_batch(seconds, add_special_tokens=False)]
+        pairs = [backend.post_process(query, d, add_special_tokens=add) for d in documents]
         return [EncodedText(input_ids=e.ids, token_type_ids=e.type_ids if with_types else None, offsets=e.offsets)
                 for e in pairs]
+
+    def _shared_first_tokens(self, whole, first: str, longest_second: int, truncate: bool, direction: str):
+        """The shared first text's tokens, untruncated (truncating an Encoding builds its overflow, which every
+        post_process would copy: for a 1 MiB query, minutes and gigabytes). Longest-first truncation keeps at most
+        max_length of them and otherwise depends only on which text of a pair is longer, so when truncating, a
+        text cut by characters serves if it still has more tokens than every second text and than max_length,
+        and a word boundary lies between its last kept token and the cut (as _precut_is_exact)."""
+        need = max(longest_second, self.max_length) + 1
+        cut = _cut(first, PRECUT_CHARS_PER_TOKEN * need, direction) if truncate else first
+        tokens = whole.encode(cut, add_special_tokens=False)
+        if cut is first:
+            return tokens
+        kept = slice(0, self.max_length) if direction == "right" else slice(len(tokens) - self.max_length, None)
+        head = EncodedText(tokens.ids[kept], None, tokens.offsets[kept])
+        if len(tokens) >= need and self._precut_is_exact(whole, cut, head, direction):
+            return tokens
+        return whole.encode(first, add_special_tokens=False)
 
     def _precut_is_exact(self, backend, cut: str, encoded: EncodedText, direction: str) -> bool:
         """The kept tokens are the full text's when the encoding was truncated (max_length tokens) and a word
