@@ -294,6 +294,10 @@ class ServingConfig:
                                   env="HFSERVE_API_KEY", metavar="KEY")
     api_key_covers_metrics: bool = setting(False, "With an API key: /metrics needs it too (default: exempt, so a "
                                                   "scraper needs no key; it carries counts and latencies only)")
+    otlp_traces_endpoint: str | None = setting(None, "OTLP/HTTP receiver of OpenTelemetry traces, e.g. "
+                                                     "http://otel-collector:4318/v1/traces (default: "
+                                                     "$OTEL_EXPORTER_OTLP_TRACES_ENDPOINT; unset: no tracing)",
+                                               env="OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", metavar="URL")
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ import orjson
 
 from ..config import ModelSettings
 from ..errors import InputTooLong, InvalidRequest, WrongTask
+from ..serving import tracing
 from ..serving.metrics import model_work
 from ..serving.requests import check_texts
 from ..serving.timing import current_timing
@@ -160,7 +161,8 @@ class EncoderService:
     # --- the pipeline ----------------------------------------------------------------------------
     async def encode(self, texts: list, params: RequestParams | None = None) -> Encoded:
         """Token ids per text (or pair), truncated as the request and --auto_truncate say, checked for the task."""
-        return await self.off_loop(self.encode_now, texts, params)
+        with tracing.span("tokenize", texts=len(texts)):
+            return await self.off_loop(self.encode_now, texts, params)
 
     def encode_now(self, texts: list, params: RequestParams | None = None) -> Encoded:
         """encode, in the calling thread."""
@@ -190,10 +192,13 @@ class EncoderService:
         """The model's outputs per text and the forward time; the wait is recorded as the request's queue and
         inference time."""
         started = time.perf_counter()
-        with model_work(self.name, len(encoded.items), encoded.tokens):
+        with tracing.span("forward", texts=len(encoded.items), tokens=encoded.tokens), \
+                model_work(self.name, len(encoded.items), encoded.tokens):
             forward = await self._forward(encoded.items)
-        elapsed = time.perf_counter() - started
-        inference = elapsed if forward.forward_seconds is None else min(elapsed, forward.forward_seconds)
+            elapsed = time.perf_counter() - started
+            inference = elapsed if forward.forward_seconds is None else min(elapsed, forward.forward_seconds)
+            tracing.record("queue", started, started + elapsed - inference)
+            tracing.record("inference", started + elapsed - inference, started + elapsed)
         timing = current_timing()
         timing.add(self.name, "queue", elapsed - inference)
         timing.add(self.name, "inference", inference)
@@ -215,7 +220,8 @@ class EncoderService:
 
     async def results(self, encoded: Encoded, rows: Rows) -> list:
         """Each text's result as V1 answers it (tasks/handlers.py)."""
-        return await self.off_loop(self.results_now, encoded, rows)
+        with tracing.span("postprocess", texts=len(rows)):
+            return await self.off_loop(self.results_now, encoded, rows)
 
     def results_now(self, encoded: Encoded, rows: Rows) -> list:
         answers = [self.handler.result(row, item, text, encoded.params)

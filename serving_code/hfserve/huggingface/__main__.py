@@ -7,6 +7,7 @@ from .. import args as cli
 from .. import storage
 from ..core.encoder_service import EncoderService
 from ..engine.loading import check_weights
+from ..serving import tracing
 from ..serving.kserve_adapter import KServeEncoderModel
 from ..serving.protocol_routers import protocol_routers
 from ..serving.server import HFModelServer
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     except (TaskDetectionError, ValueError, OSError) as error:
         sys.exit(f"hfserve: cannot serve {args.model_dir}: {error}")
     logger.info("serving %s as %s from %s", model.name, model.settings.task, args.model_dir)
+    tracing.configure(args.otlp_traces_endpoint, "kserve-huggingface")
     HFModelServer(router_factories=protocol_routers(args.max_concurrent_requests),
                   **cli.server_options(args)).start([model])
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from .. import args as cli
 from .. import storage
 from ..core.encoder_service import EncoderService
+from ..serving import tracing
 from ..serving.kserve_adapter import KServeEncoderModel
 from ..serving.metrics import bridge_triton_metrics
 from ..serving.protocol_routers import protocol_routers
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     logger.info("serving %s as %s from %s, model on triton %s (model %s)", model.name, model.settings.task,
                 args.model_dir, args.predictor_host, model.service.backend.client.model_name)
     bridge_triton_metrics(args.triton_metrics_url)
+    tracing.configure(args.otlp_traces_endpoint, "kserve-huggingface-triton")
     HFModelServer(router_factories=protocol_routers(args.max_concurrent_requests),
                   **cli.server_options(args)).start([model])
 

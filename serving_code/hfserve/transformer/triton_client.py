@@ -22,6 +22,7 @@ import time
 import grpc
 import numpy as np
 
+from ..serving import tracing
 from ..serving.errors import PredictorUnavailable
 from . import wire
 
@@ -245,7 +246,7 @@ class TritonClient:
     async def _infer_one(self, chunk: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         request = wire.encode_infer_request(self.model_name, chunk, self.output_names)
         try:
-            outputs = await self._rpc["infer"](request, timeout=self.timeout_s)
+            outputs = await self._rpc["infer"](request, timeout=self.timeout_s, metadata=tracing.inject())
         except Exception as exc:  # noqa: BLE001
             if is_unavailability(exc):
                 reason = _message(exc)
