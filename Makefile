@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: help venv serve serve-triton \
   lint test test-fast test-unit test-server test-triton test-pods test-soak test-gpu-pack conformance attack chart-lint chart-test actionlint \
-  bench bench-engines bench-head load chaos rss-soak \
+  bench bench-engines bench-head load chaos rss-soak capacity autoscale-sim \
   gpu-info gpu-wheelhouse gpu-check gpu-check-dry conformance-gpu \
   images base-image wheelhouse podman-conf pod-test ci-tools prometheus-tools image-smoke \
   kserve-install knative-install kind-load cluster-test cluster-debug \
@@ -151,6 +151,10 @@ CHAOS_MINUTES ?= 5
 CHAOS_SEED ?= 6
 ## RSS_SOAK_ARGS: arguments for make rss-soak (--requests N, NAME=VALUE environment variants)
 RSS_SOAK_ARGS ?=
+## CAPACITY_ARGS: arguments for make capacity (--p99_ms, --concurrency 1,2,4,..., --seconds, --cpu_request)
+CAPACITY_ARGS ?=
+## AUTOSCALE_SIM_ARGS: arguments for make autoscale-sim (--rps_low/--batch_low/--rps_high/--batch_high, --slo_ms)
+AUTOSCALE_SIM_ARGS ?=
 
 bench: $(STAMP) ## Both runtimes and their no-batching twins beside the raw forward, c=1/8/32; reports/bench/
 	$(PY) -m loadtests.bench $(if $(PEERS),--peers $(PEERS)) $(BENCH_ARGS)
@@ -170,6 +174,12 @@ chaos: $(STAMP) ## Fault-injection soak of the Triton runtime pair; reports/chao
 
 rss-soak: $(STAMP) ## Runtime 1's RSS under mixed-length load, sampled per requests served; reports/rss-soak/
 	$(PY) -m loadtests.rss_soak $(RSS_SOAK_ARGS)
+
+capacity: $(STAMP) ## One pod's knee on the mixed corpus (TARGET=http://host:port) and its autoscaling recipe values
+	$(PY) -m loadtests.capacity --target "$(TARGET)" $(CAPACITY_ARGS)
+
+autoscale-sim: $(STAMP) ## KPA and HPA restated, per scaling signal: replicas and p99 on a mixed trace; docs/autoscaling.md
+	$(PY) -m loadtests.autoscale_sim --plot docs/autoscaling_sim.png --write_docs docs/autoscaling.md $(AUTOSCALE_SIM_ARGS)
 
 ##@ GPU machine (loadtests/gpu_check.py: Python 3.12, torch and transformers, no network)
 

@@ -387,11 +387,13 @@ def write_block(path: str, text: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rps_low", type=float, required=True, help="measured req/s at the lower concurrency")
-    parser.add_argument("--batch_low", type=float, required=True, help="its average batch (hfserve_batch_size)")
-    parser.add_argument("--rps_high", type=float, required=True)
-    parser.add_argument("--batch_high", type=float, required=True)
-    parser.add_argument("--knee_concurrency", type=int, required=True)
+    # defaults: runtime 1 on the mixed corpus at c=8 and c=32, 2 vCPU, quiet machine (docs/benchmarks.md, "Rerun,
+    # 20 s per point", 2026-11-27)
+    parser.add_argument("--rps_low", type=float, default=53.4, help="measured req/s at the lower concurrency")
+    parser.add_argument("--batch_low", type=float, default=2.8, help="its average batch (hfserve_batch_size)")
+    parser.add_argument("--rps_high", type=float, default=75.9)
+    parser.add_argument("--batch_high", type=float, default=6.4)
+    parser.add_argument("--knee_concurrency", type=int, default=8, help="the knee at p99 <= 500 ms of those points")
     parser.add_argument("--knee_tokens", type=float, help="queued tokens at the knee (default: concurrency x mean)")
     parser.add_argument("--time_to_ready_s", type=float, default=30.0)
     parser.add_argument("--slo_ms", type=float, default=500.0)
