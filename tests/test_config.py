@@ -282,7 +282,8 @@ def test_the_server_builds_its_middleware_from_the_serving_settings():
                                                                        "--bind_address", "127.0.0.1"]))
     assert set(options) == {"http_port", "grpc_port", "workers", "serving", "container"}
     server = HFModelServer(**options)
-    assert (ConcurrencyLimit, {"max_concurrent": 3}) in server.middlewares
+    limits = [options for middleware, options in server.middlewares if middleware is ConcurrencyLimit]
+    assert len(limits) == 1 and limits[0]["slots"].limit == 3 and limits[0]["slots"] is server.slots  # gRPC's too
     assert server.bind_address == "127.0.0.1" and server.max_request_bytes == 1 << 20
 
 

@@ -69,6 +69,13 @@ def non_negative_int(text) -> int:
     return value
 
 
+def positive_float(text) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {value}")
+    return value
+
+
 def parse_bool(text) -> bool:
     if isinstance(text, bool):
         return text
@@ -237,14 +244,53 @@ class BatchWaitConfig:
 
 
 @dataclass(frozen=True)
+class GenerationConfig:
+    """generation (text_generation, text2text_generation; security review H3)
+
+    One generation runs at a time; these bound what one request may cost and how many may wait.
+    """
+
+    max_input_tokens: int = setting(4096, "Most tokens in one prompt, after the request's own 'truncate' (an error "
+                                          "naming the limit above it)", parse=positive_int)
+    max_total_tokens: int = setting(8192, "Most tokens one request may cost: prompt plus max_new_tokens, summed "
+                                          "over its prompts (an error naming the budget above it)",
+                                    parse=positive_int)
+    generation_timeout_s: float = setting(300.0, "Wall-clock limit of one generation request, waiting for the model "
+                                                 "included: past it the generation stops and the request gets HTTP "
+                                                 "503 / gRPC UNAVAILABLE saying so (300: Knative's default request "
+                                                 "timeout)", parse=positive_float)
+    max_queued_generations: int = setting(8, "Generation requests that may wait while one generates (HTTP and "
+                                             "gRPC together); beyond, HTTP 429 / gRPC RESOURCE_EXHAUSTED at once",
+                                          parse=non_negative_int)
+
+    def limits(self):
+        from .tasks.generation import GenerationLimits
+
+        return GenerationLimits(max_input_tokens=self.max_input_tokens, max_total_tokens=self.max_total_tokens,
+                                timeout_s=self.generation_timeout_s, max_queued=self.max_queued_generations)
+
+
+@dataclass(frozen=True)
 class ServingConfig:
     """serving (HTTP and gRPC front end)"""
 
     max_request_items: int = setting(64, "Most texts in one request", parse=positive_int)
-    max_request_bytes: int = setting(1 << 20, "Largest request body accepted (HTTP 413 above it)",
+    max_request_bytes: int = setting(1 << 20, "Largest request body accepted (HTTP 413 above it), and the largest "
+                                              "gRPC message received (RESOURCE_EXHAUSTED above it; kserve's "
+                                              "--grpc_max_receive_message_length is not used). gRPC responses are "
+                                              "capped by --grpc_max_send_message_length (8 MiB)",
                                      parse=positive_int)
-    max_concurrent_requests: int = setting(512, "Most inference requests in flight; above it, HTTP 429 with "
-                                                "Retry-After at once", parse=positive_int)
+    max_concurrent_requests: int = setting(512, "Most inference requests in flight, HTTP and gRPC together (a POST "
+                                                "counts once its body has arrived); above it, HTTP 429 with "
+                                                "Retry-After, gRPC RESOURCE_EXHAUSTED, at once", parse=positive_int)
+    # security review M2 (serving/slow_clients.py): slow clients hold a connection for a bounded time, never a slot
+    request_read_timeout_s: float = setting(30.0, "A request (headers and body) must arrive whole within this long of "
+                                                  "its first byte, and a new connection must send its first request "
+                                                  "within this long; past it HTTP 408 and the connection is closed",
+                                            parse=positive_float)
+    response_write_timeout_s: float = setting(30.0, "A client that reads nothing of its response for this long is "
+                                                    "disconnected (its request's slot is released)",
+                                              parse=positive_float)
     auto_truncate: bool = setting(True, "Cut inputs longer than the model's limit to the limit; false: refuse them "
                                         "with an error that names the limit. Requests may override it with their "
                                         "own 'truncate'", parse=parse_bool, metavar="{true,false}")
@@ -305,6 +351,9 @@ class ContainerConfig:
     """container (every container of both runtimes)"""
 
     bind_address: str = setting("0.0.0.0", "Address the servers listen on")
+    grpc_bind_address: str | None = setting(None, "Address the gRPC server listens on (default: --bind_address); "
+                                                  "127.0.0.1 keeps a port the InferenceService does not route off "
+                                                  "the pod network")
     drain_delay_s: float | None = setting(None, "On SIGTERM: readiness turns false at once and serving goes on for "
                                                 "at least this long (the time Kubernetes needs to take the pod out "
                                                 "of its endpoints) before in-flight requests finish and the server "
@@ -399,14 +448,15 @@ class LauncherConfig:
 
 # The groups of each command line, in --help order (kserve's own options come first in the two kserve servers).
 HUGGINGFACE_GROUPS = (ModelConfig, ExecutionConfig, TokenizerConfig, BatchingConfig, BatchWaitConfig,
-                      ServingConfig, ContainerConfig)
+                      GenerationConfig, ServingConfig, ContainerConfig)
 TRANSFORMER_GROUPS = (ModelConfig, TokenizerConfig, ServingConfig, ContainerConfig, PredictorConfig)
 LAUNCHER_GROUPS = (RepositoryConfig, ContainerConfig, LauncherConfig)
 # Options these command lines require although their fields have a default (runtime 1 reads /mnt/models; the
 # launcher writes its repository to a temporary folder unless told).
 LAUNCHER_REQUIRED = ("model_dir",)
 BUILDER_REQUIRED = ("model_dir", "repository_dir")
-ALL_GROUPS = (ModelConfig, ExecutionConfig, TokenizerConfig, BatchingConfig, BatchWaitConfig, ServingConfig,
+ALL_GROUPS = (ModelConfig, ExecutionConfig, TokenizerConfig, BatchingConfig, BatchWaitConfig, GenerationConfig,
+              ServingConfig,
               ContainerConfig, PredictorConfig, TritonBatchingConfig, RepositoryConfig, LauncherConfig)
 
 

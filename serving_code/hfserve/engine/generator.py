@@ -5,9 +5,11 @@ reach the text), records its log-probability, and ends generation at a stop sequ
 the streamed one are the same loop, so a stream always adds up to the whole answer.
 """
 
+import logging
 import queue
 import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +27,19 @@ from transformers import (
 
 from ..tasks import Task
 from ..tasks.detect import infer_task
-from ..tasks.generation import GeneratedToken, Generation, GenerationParams, cut_at_stop
+from ..tasks.generation import (
+    GeneratedToken,
+    Generation,
+    GenerationCancelled,
+    GenerationParams,
+    GenerationTimedOut,
+    check_prompt_tokens,
+    cut_at_stop,
+)
 from ..tasks.params import InvalidRequest
 from .device import resolve_device, resolve_dtype
+
+logger = logging.getLogger("hfserve")
 
 
 class _LogprobRecorder(LogitsProcessor):
@@ -74,12 +86,45 @@ class IncrementalDecoder:
         return after[len(before):]
 
 
+class StopSignal:
+    """Why a generation must end early: its client went away (`cancelled` set from the event loop or gRPC's
+    callback) or its wall-clock deadline (time.monotonic()) passed. Checked after every step and while waiting
+    for the model."""
+
+    def __init__(self, cancelled: threading.Event | None = None, deadline: float | None = None,
+                 timeout_s: float | None = None):
+        self.cancelled = cancelled or threading.Event()
+        self.deadline = deadline
+        self.timeout_s = timeout_s
+
+    def reason(self) -> str | None:
+        if self.cancelled.is_set():
+            return "cancelled"
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return "deadline"
+        return None
+
+    def raise_if_stopped(self, tokens: int) -> None:
+        reason = self.reason()
+        if reason == "cancelled":
+            logger.info("generation stopped after %d generated tokens: the client went away", tokens)
+            raise GenerationCancelled(f"the client went away after {tokens} generated tokens")
+        if reason == "deadline":
+            raise GenerationTimedOut(f"the generation took longer than this server's limit of {self.timeout_s:g} s "
+                                     f"(--generation_timeout_s) and was stopped after {tokens} tokens; ask for fewer "
+                                     f"max_new_tokens")
+
+
+# How often a request waiting for the model looks at its StopSignal.
+WAIT_POLL_S = 0.05
+
+
 class _TokenTap(StoppingCriteria):
     """Called by generate() after every step with all ids so far: hands the new token on, stops at a stop sequence."""
 
     def __init__(self, tokenizer, special_ids: set[int], stops: tuple[str, ...], recorder: _LogprobRecorder,
-                 on_token: Callable[[GeneratedToken], None], cancelled: threading.Event | None = None):
-        self.cancelled = cancelled
+                 on_token: Callable[[GeneratedToken], None], stop: StopSignal | None = None):
+        self.stop = stop
         self.decoder = IncrementalDecoder(tokenizer)
         self.special_ids = special_ids
         self.stops = stops
@@ -87,6 +132,7 @@ class _TokenTap(StoppingCriteria):
         self.on_token = on_token
         self.text = ""
         self.stop_sequence: str | None = None
+        self.stopped_early = False  # by the StopSignal
         self.count = 0
 
     def __call__(self, input_ids, scores, **kwargs) -> bool:
@@ -99,7 +145,10 @@ class _TokenTap(StoppingCriteria):
         self.on_token(GeneratedToken(token_id, piece, logprob, special))
         if self.stops and piece:
             self.stop_sequence = cut_at_stop(self.text, self.stops)[1]
-        return self.stop_sequence is not None or (self.cancelled is not None and self.cancelled.is_set())
+        if self.stop_sequence is not None:
+            return True
+        self.stopped_early = self.stop is not None and self.stop.reason() is not None
+        return self.stopped_early
 
 
 @dataclass
@@ -125,6 +174,7 @@ class GeneratorEngine:
         eos = eos if isinstance(eos, list) else [eos]
         self.eos_ids = {e for e in eos + [tokenizer.eos_token_id] if e is not None}
         self._lock = threading.Lock()  # one generate() at a time; torch uses every core already
+        self.steps_run = 0  # generation steps run since load, every request together
 
     @classmethod
     def load(cls, model_dir: Path, task: Task | str | None = None, dtype: str = "auto", device: str = "auto",
@@ -139,14 +189,19 @@ class GeneratorEngine:
         max_positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
         return cls(model, tokenizer, task, torch_device, max_positions)
 
-    def prepare(self, prompt: str, params: GenerationParams) -> PreparedPrompt:
-        """Tokenizes and checks a prompt: one with nothing to continue from is the client's mistake (4xx)."""
+    def prepare(self, prompt: str, params: GenerationParams, limits=None) -> PreparedPrompt:
+        """Tokenizes and checks a prompt: one with nothing to continue from is the client's mistake (4xx), and so
+        is one over `limits.max_input_tokens` (tasks.generation.GenerationLimits) after its own 'truncate'."""
         if not isinstance(prompt, str) or not prompt.strip():
             raise InvalidRequest("the prompt is empty; send some text to generate from")
         encoded = self.tokenizer(prompt, return_tensors="pt")
         ids, mask = encoded["input_ids"], encoded["attention_mask"]
         if all(int(t) in self.special_ids for t in ids[0]):
             raise InvalidRequest("the prompt has no tokens this model can read; send some text to generate from")
+        if params.truncate is not None and ids.shape[1] > params.truncate:
+            ids, mask = ids[:, -params.truncate:], mask[:, -params.truncate:]
+        if limits is not None:
+            check_prompt_tokens(int(ids.shape[1]), limits)
         keep = self._prompt_budget(params)
         if keep is not None and ids.shape[1] > keep:
             ids, mask = ids[:, -keep:], mask[:, -keep:]  # truncate from the left: the end of a prompt matters most
@@ -179,29 +234,47 @@ class GeneratorEngine:
 
     @torch.inference_mode()
     def _run(self, prepared: PreparedPrompt, on_token: Callable[[GeneratedToken], None],
-             cancelled: threading.Event | None = None) -> tuple[Generation, str]:
+             stop: StopSignal | None = None) -> tuple[Generation, str]:
         recorder = _LogprobRecorder()
-        tap = _TokenTap(self.tokenizer, self.special_ids, prepared.params.stop, recorder, on_token, cancelled)
-        with self._lock:
+
+        def counted(token: GeneratedToken) -> None:
+            self.steps_run += 1  # under the lock: one generation at a time
+            on_token(token)
+
+        tap = _TokenTap(self.tokenizer, self.special_ids, prepared.params.stop, recorder, counted, stop)
+        self._acquire(stop)
+        try:
             if prepared.seed is not None:
                 torch.manual_seed(prepared.seed)
             self.model.generate(**prepared.kwargs, logits_processor=LogitsProcessorList([recorder]),
                                 stopping_criteria=StoppingCriteriaList([tap]))
+        finally:
+            self._lock.release()
+        if tap.stopped_early:
+            stop.raise_if_stopped(tap.count)
         rest = tap.decoder.flush()
         text, stop = cut_at_stop(tap.text + rest, prepared.params.stop)
         return Generation(text=text, finish_reason="", prompt_tokens=prepared.prompt_tokens,
                           completion_tokens=tap.count, stop_sequence=stop, seed=prepared.seed), rest
 
-    def tokens(self, prepared: PreparedPrompt, cancelled: threading.Event | None = None
+    def _acquire(self, stop: StopSignal | None) -> None:
+        """Waits for the model; a request whose client left or whose deadline passed meanwhile leaves the queue."""
+        if stop is None:
+            self._lock.acquire()
+            return
+        while not self._lock.acquire(timeout=WAIT_POLL_S):
+            stop.raise_if_stopped(0)
+
+    def tokens(self, prepared: PreparedPrompt, stop: StopSignal | None = None
                ) -> Iterator[GeneratedToken | Generation]:
         """The generated tokens as they come, then the finished Generation (whose `tokens` lists them all).
-        Setting `cancelled` ends generation after the current step (the client went away)."""
+        A StopSignal ends generation after the current step (the client went away, or the deadline passed)."""
         pending: queue.Queue = queue.Queue()
         outcome: dict = {}
 
         def run():
             try:
-                outcome["generation"], outcome["rest"] = self._run(prepared, pending.put, cancelled)
+                outcome["generation"], outcome["rest"] = self._run(prepared, pending.put, stop)
             except BaseException as error:  # handed to the consumer below
                 outcome["error"] = error
             finally:
@@ -231,9 +304,9 @@ class GeneratorEngine:
         generation.finish_reason = "stop" if stopped or len(tokens) < prepared.max_new_tokens else "length"
         return generation
 
-    def generate(self, prepared: PreparedPrompt) -> Generation:
+    def generate(self, prepared: PreparedPrompt, stop: StopSignal | None = None) -> Generation:
         tokens: list[GeneratedToken] = []
-        generation, rest = self._run(prepared, tokens.append)
+        generation, rest = self._run(prepared, tokens.append, stop)
         if rest:
             tokens[-1] = _with_more_text(tokens[-1], rest)
         return self._finish(generation, tokens, prepared)

@@ -28,7 +28,8 @@ def build_model(args):
     if settings.task.is_generative:
         if args.engine != "torch" or args.quantize != "none":
             raise ValueError("--engine onnx and --quantize serve encoder tasks; generative tasks run with torch")
-        return GenerativeModel(settings, dtype=args.dtype, device=args.device)
+        return GenerativeModel(settings, dtype=args.dtype, device=args.device,
+                               limits=cli.config.from_namespace(cli.config.GenerationConfig, args).limits())
     backend = InProcessBackend(settings, dtype=args.dtype, device=args.device, max_batch_size=args.max_batch_size,
                                max_batch_delay_ms=args.max_batch_delay_ms, max_batch_tokens=args.max_batch_tokens,
                                engine=args.engine, quantize=args.quantize, onnx_cache_dir=args.onnx_cache_dir)

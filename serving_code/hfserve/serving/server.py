@@ -25,13 +25,16 @@ from ..config import ContainerConfig, ServingConfig
 from ..errors import InvalidRequest
 from . import api_key
 from .tls_env import refuse_tls_variables
+from .backpressure import Slots
 from .compat import V2JsonContentType
-from .controls import http_controls
+from .controls import generation_controls, http_controls
 from .drain import CloseWhenDraining, DrainingServer, DrainState
 from .error_shapes import grpc_status, log
 from .errors import install_error_handlers
 from .exposure import CheckedServicer, NoRepositoryServicer, drop_repository_routes
+from .grpc_limits import GrpcLimits, maximum_concurrent_rpcs
 from .limits import BodySizeLimit
+from .slow_clients import guarded_protocol
 
 RouterFactory = Callable[[kserve_model_server.ModelRepository], APIRouter]
 
@@ -39,10 +42,11 @@ RouterFactory = Callable[[kserve_model_server.ModelRepository], APIRouter]
 class _RESTServer(RESTServer):
     def __init__(self, *args, bind_address: str, max_request_bytes: int, routers: list[APIRouter],
                  request_timing_logs: bool, drain: DrainState, repository_routes: bool, middlewares: tuple = (),
-                 **kwargs):
+                 read_timeout_s: float = 30.0, write_timeout_s: float = 30.0, **kwargs):
         super().__init__(*args, **kwargs)
         self._middlewares = middlewares
         self.config.host = bind_address
+        self.config.http = guarded_protocol(read_timeout_s, write_timeout_s)  # serving/slow_clients.py
         self._server = DrainingServer(self.config, drain)
         self._max_request_bytes = max_request_bytes
         self._routers = routers
@@ -149,11 +153,13 @@ async def _predictor_ready(model) -> bool:
 
 
 class _GRPCServer(GRPCServer):
-    """kserve's gRPC server, listening on the configured address instead of every interface."""
+    """kserve's gRPC server, listening on the configured address instead of every interface, its inference calls
+    under the HTTP server's concurrency slots (serving/grpc_limits.py)."""
 
-    def __init__(self, *args, bind_address: str, repository_routes: bool, **kwargs):
+    def __init__(self, *args, bind_address: str, repository_routes: bool, slots: Slots, **kwargs):
         super().__init__(*args, **kwargs)
         self._bind_address = bind_address
+        self._slots = slots
         self._servicer_class = CheckedServicer if repository_routes else NoRepositoryServicer
 
     async def start(self, max_workers):
@@ -161,7 +167,9 @@ class _GRPCServer(GRPCServer):
         self._server = aio.server(
             concurrent.futures.ThreadPoolExecutor(max_workers=max_workers),
             # no kserve LoggingInterceptor: a line at INFO for every call floods the log (security review M6)
-            interceptors=(*self._kwargs.get("hfserve_interceptors", ()), _ExceptionToStatus()),
+            interceptors=(*self._kwargs.get("hfserve_interceptors", ()), GrpcLimits(self._slots),
+                          _ExceptionToStatus()),
+            maximum_concurrent_rpcs=maximum_concurrent_rpcs(self._slots),
             options=[
                 ("grpc.max_send_message_length", self._kwargs.get("grpc_max_send_message_length")),
                 ("grpc.max_receive_message_length", self._kwargs.get("grpc_max_receive_message_length")),
@@ -197,9 +205,13 @@ class HFModelServer(ModelServer):
         self.dataplane = _PredictorAwareDataPlane(model_registry=self.registered_models)
         self.dataplane.drain = self.drain
         self.bind_address = container.bind_address
+        self.grpc_bind_address = container.grpc_bind_address or container.bind_address
         self.max_request_bytes = serving.max_request_bytes
+        self.read_timeout_s = serving.request_read_timeout_s
+        self.write_timeout_s = serving.response_write_timeout_s
         self.router_factories = router_factories
-        self.middlewares = http_controls(serving.max_concurrent_requests) + api_key.http_middlewares(serving)
+        self.slots = Slots(serving.max_concurrent_requests)  # HTTP and gRPC together
+        self.middlewares = http_controls(self.slots, serving.max_request_bytes) + api_key.http_middlewares(serving)
         self.grpc_interceptors = api_key.grpc_interceptors(serving)  # first: a call without the key runs nothing
 
     def start(self, models) -> None:
@@ -208,12 +220,16 @@ class HFModelServer(ModelServer):
             raise ValueError("--workers must be 1; scale with replicas instead")
         self._register_and_check_atleast_one_model_is_ready(models)
         self.dataplane.served_models = tuple(model.name for model in models)
+        if any(getattr(getattr(getattr(model, "settings", None), "task", None), "is_generative", False)
+               for model in models):
+            self.middlewares = generation_controls() + self.middlewares
         self._rest_server = _RESTServer(
             kserve_model_server.FASTAPI_APP_IMPORT_STRING, self.dataplane, self.model_repository_extension,
             self.http_port, access_log_format=self.access_log_format, workers=1,
             grace_period=self.grace_period, event_loop=self.event_loop, timeout_keep_alive=self.timeout_keep_alive,
             bind_address=self.bind_address, max_request_bytes=self.max_request_bytes,
-            request_timing_logs=self.request_timing_logs, middlewares=self.middlewares, routers=[factory(self.registered_models) for factory in self.router_factories],
+            request_timing_logs=self.request_timing_logs, middlewares=self.middlewares,
+            read_timeout_s=self.read_timeout_s, write_timeout_s=self.write_timeout_s, routers=[factory(self.registered_models) for factory in self.router_factories],
             drain=self.drain, repository_routes=self.enable_repository_routes,
         )
         self.servers.append(self._rest_server.start())
@@ -223,8 +239,8 @@ class HFModelServer(ModelServer):
                 kwargs={**vars(kserve_model_server.args),
                         "grpc_max_receive_message_length": self.max_request_bytes,
                         "hfserve_interceptors": self.grpc_interceptors},
-                grace_period=self.grace_period, bind_address=self.bind_address,
-                repository_routes=self.enable_repository_routes,
+                grace_period=self.grace_period, bind_address=self.grpc_bind_address,
+                repository_routes=self.enable_repository_routes, slots=self.slots,
             )
             self.servers.append(self._grpc_server.start(self.max_threads))
         self.setup_event_loop()

@@ -4,6 +4,7 @@ generation returns (whole, or token by token)."""
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from ..errors import InputTooLong, Overloaded, Unavailable
 from .params import InvalidRequest
 
 
@@ -54,8 +55,61 @@ class Generation:
         return "eos_token" if self.ended_on_eos else "length"
 
 
+@dataclass(frozen=True)
+class GenerationLimits:
+    """What one generation request may cost (config.GenerationConfig holds the flags and their help)."""
+
+    max_input_tokens: int = 4096  # per prompt, after the request's own 'truncate'
+    max_total_tokens: int = 8192  # per request: the sum over its prompts of prompt + max_new_tokens
+    timeout_s: float = 300.0  # wall clock from admission (waiting for the model included) to the last token
+    max_queued: int = 8  # requests waiting for the model beyond the one it is generating for
+
+
+class GenerationTimedOut(Unavailable):
+    """A generation passed --generation_timeout_s (HTTP 503, gRPC UNAVAILABLE): it was stopped, nothing is
+    returned."""
+
+
+class GenerationCancelled(InvalidRequest):
+    """The client went away (HTTP disconnect, gRPC cancellation): nobody is left to read the answer, which is
+    logged as a refused request (a 4xx: the client ended it), never as a server error."""
+
+
+def check_request_budget(prompts: int, max_new_tokens: int, limits: GenerationLimits) -> None:
+    """Before tokenizing: prompts x max_new_tokens alone may already be over the request's budget."""
+    if prompts * max_new_tokens > limits.max_total_tokens:
+        raise InvalidRequest(
+            f"{prompts} prompt(s) x max_new_tokens {max_new_tokens} = {prompts * max_new_tokens} tokens to generate, "
+            f"over this server's budget of {limits.max_total_tokens} tokens per request (--max_total_tokens: "
+            f"prompt plus new tokens, summed over the request's prompts); send fewer prompts or fewer max_new_tokens")
+
+
+def check_prompt_tokens(prompt_tokens: int, limits: GenerationLimits) -> None:
+    if prompt_tokens > limits.max_input_tokens:
+        raise InputTooLong(
+            f"the prompt has {prompt_tokens} tokens, over this server's limit of {limits.max_input_tokens} "
+            f"(--max_input_tokens); send a shorter prompt, or set 'truncate' to keep only its last tokens")
+
+
+def check_total_tokens(costs: Iterable[tuple[int, int]], limits: GenerationLimits) -> None:
+    """`costs`: (prompt tokens, max new tokens) of each prompt of one request."""
+    costs = list(costs)
+    total = sum(prompt + new for prompt, new in costs)
+    if total > limits.max_total_tokens:
+        raise InvalidRequest(
+            f"this request needs up to {total} tokens ({len(costs)} prompt(s): prompt tokens plus max_new_tokens), "
+            f"over this server's budget of {limits.max_total_tokens} tokens per request (--max_total_tokens); send "
+            f"fewer or shorter prompts, or fewer max_new_tokens")
+
+
+def overloaded(limits: GenerationLimits) -> Overloaded:
+    return Overloaded(f"{limits.max_queued} generation requests are already waiting for the model "
+                      f"(--max_queued_generations); retry later")
+
+
 MAX_NEW_TOKENS_LIMIT = 4096
 MAX_STOP_SEQUENCES = 4
+MAX_STOP_CHARS = 256  # a stream holds back up to this much text while it might be a stop sequence (review L9)
 
 
 def generation_params(raw: dict | None, default_max_new_tokens: int = 64) -> GenerationParams:
@@ -87,6 +141,8 @@ def stop_sequences(raw) -> tuple[str, ...]:
     if not isinstance(stop, (list, tuple)) or len(stop) > MAX_STOP_SEQUENCES or not all(
             isinstance(s, str) and s for s in stop):
         raise InvalidRequest(f"stop must be a non-empty string or a list of at most {MAX_STOP_SEQUENCES} of them")
+    if any(len(s) > MAX_STOP_CHARS for s in stop):
+        raise InvalidRequest(f"a stop sequence may have at most {MAX_STOP_CHARS} characters")
     return tuple(stop)
 
 
