@@ -6,7 +6,6 @@ import os
 import stat
 
 import pytest
-
 from hfserve.private_dir import UnsafeDirectory, open_lock, private_dir
 from hfserve.triton.repository import build_repository
 

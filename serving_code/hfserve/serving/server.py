@@ -24,7 +24,6 @@ from kserve.protocol.rest.server import RESTServer
 from ..config import ContainerConfig, ServingConfig
 from ..errors import InvalidRequest
 from . import api_key
-from .tls_env import refuse_tls_variables
 from .backpressure import Slots
 from .compat import V2JsonContentType
 from .controls import generation_controls, http_controls
@@ -34,6 +33,7 @@ from .errors import install_error_handlers
 from .exposure import CheckedServicer, NoRepositoryServicer, drop_repository_routes
 from .grpc_limits import GrpcLimits, maximum_concurrent_rpcs
 from .limits import BodySizeLimit
+from .tls_env import refuse_tls_variables
 from .slow_clients import guarded_protocol
 
 RouterFactory = Callable[[kserve_model_server.ModelRepository], APIRouter]
