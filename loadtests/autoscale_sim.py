@@ -135,6 +135,16 @@ class PodModel:
         return cls(b1 / x1 - b1 * text_s, text_s / mean_tokens, time_to_ready_s)
 
 
+def closed_loop_queued_tokens(model: PodModel, tokens: list[int], concurrency: int, passes: int = 5000,
+                              seed: int = 5) -> float:
+    """What `make capacity` reads at a step, for this model: `concurrency` clients without think time all land in
+    each pass, so the gauge holds one pass's tokens, time-weighted by how long each pass takes."""
+    rng = random.Random(seed)
+    sums = [sum(rng.choice(tokens) for _ in range(concurrency)) for _ in range(passes)]
+    times = [model.pass_s + model.token_s * total for total in sums]
+    return sum(total * t for total, t in zip(sums, times)) / sum(times)
+
+
 @dataclass
 class Pod:
     row: int
@@ -394,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rps_high", type=float, default=75.9)
     parser.add_argument("--batch_high", type=float, default=6.4)
     parser.add_argument("--knee_concurrency", type=int, default=8, help="the knee at p99 <= 500 ms of those points")
-    parser.add_argument("--knee_tokens", type=float, help="queued tokens at the knee (default: concurrency x mean)")
+    parser.add_argument("--knee_tokens", type=float, help="queued tokens at the knee (default: this model's, at the knee concurrency)")
     parser.add_argument("--time_to_ready_s", type=float, default=30.0)
     parser.add_argument("--slo_ms", type=float, default=500.0)
     parser.add_argument("--plot", help="write the replicas plot here (PNG) when matplotlib is installed")
@@ -404,7 +414,8 @@ def main(argv: list[str] | None = None) -> int:
     mean_tokens = float(np.mean(short + long))
     model = PodModel.fitted([(args.rps_low, args.batch_low, 0), (args.rps_high, args.batch_high, 0)], mean_tokens,
                             args.time_to_ready_s)
-    knee_tokens = args.knee_tokens if args.knee_tokens is not None else args.knee_concurrency * mean_tokens
+    knee_tokens = args.knee_tokens if args.knee_tokens is not None else \
+        closed_loop_queued_tokens(model, short + long, args.knee_concurrency)
     rows = compare(model, short, long, args.knee_concurrency, knee_tokens, args.slo_ms)
     print(f"pod model: a pass takes {1000 * model.pass_s:.1f} ms + {1e6 * model.token_s:.0f} us per token "
           f"(mean {mean_tokens:.1f} tokens per text), ready {args.time_to_ready_s:g} s after it is created")

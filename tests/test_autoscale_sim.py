@@ -108,3 +108,12 @@ def test_write_block_replaces_only_between_the_markers(tmp_path):
     doc.write_text("intro\n<!-- autoscale-sim:begin -->\nold\n<!-- autoscale-sim:end -->\noutro\n")
     write_block(str(doc), "new table")
     assert doc.read_text() == "intro\n<!-- autoscale-sim:begin -->\nnew table\n<!-- autoscale-sim:end -->\noutro\n"
+
+
+def test_closed_loop_queued_tokens_weights_long_passes_more():
+    from loadtests.autoscale_sim import closed_loop_queued_tokens
+
+    model = PodModel(pass_s=0.0, token_s=0.001, time_to_ready_s=0)
+    assert closed_loop_queued_tokens(model, [10], 4) == pytest.approx(40)
+    # half 10, half 100 tokens, one client: time-weighted (10*10 + 100*100) / 110 = 91.8, not the mean 55
+    assert closed_loop_queued_tokens(model, [10, 100], 1, passes=20000) == pytest.approx(10100 / 110, rel=0.02)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from loadtests.capacity import Step, find_knee, parse_gauges, probe, recipe, render
+from loadtests.capacity import TOKEN_HEADROOM, Step, find_knee, parse_gauges, probe, recipe, render
 
 
 def _step(c: int, rps: float, p99: float, tokens: float = 0.0, errors: int = 0, cpu: float | None = None) -> Step:
@@ -32,10 +32,10 @@ def test_a_step_with_errors_ends_the_search():
 def test_recipe_values_from_the_knee():
     r = recipe(find_knee(STEPS, p99_ms=400), cpu_request=2.0)
     assert (r.container_concurrency, r.kpa_target, r.hpa_cpu_utilization) == (8, 8, 80)
-    assert r.keda_threshold_tokens == round(0.7 * 260)
+    assert r.keda_threshold_tokens == round(TOKEN_HEADROOM * 260)
     assert recipe(find_knee(STEPS, p99_ms=150)).hpa_cpu_utilization is None  # no CPU figure, no request
     text = render(STEPS, find_knee(STEPS, p99_ms=400), 400, 2.0)
-    assert "containerConcurrency: 8" in text and f"{round(0.7 * 260)}" in text and "| 8 (knee) |" in text
+    assert "containerConcurrency: 8" in text and f"{round(TOKEN_HEADROOM * 260)}" in text and "| 8 (knee) |" in text
 
 
 def test_parse_gauges_sums_label_sets_and_skips_other_families():

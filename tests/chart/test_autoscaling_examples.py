@@ -60,12 +60,13 @@ def test_kpa_recipe_gets_knative_concurrency_annotations_and_a_hard_cap_below_th
     knative = {k: v for k, v in pod["metadata"]["annotations"].items() if k.startswith("autoscaling.knative.dev/")}
     assert knative == {"autoscaling.knative.dev/class": "kpa.autoscaling.knative.dev",
                        "autoscaling.knative.dev/min-scale": "1", "autoscaling.knative.dev/max-scale": "8",
-                       "autoscaling.knative.dev/metric": "concurrency", "autoscaling.knative.dev/target": "16"}
+                       "autoscaling.knative.dev/metric": "concurrency", "autoscaling.knative.dev/target": "8",
+                       "autoscaling.knative.dev/scale-down-delay": "5m"}
     assert any(c["name"] == "queue-proxy" for c in pod["spec"]["containers"])
     cap = revision_container_concurrency(predictor)
     # queue-proxy holds the requests past the cap, so the runtime must take at least that many or it 429s first
     assert 0 < cap <= int(_flag(pod, "max_concurrent_requests"))
-    assert kpa_target_per_pod(predictor) == pytest.approx(0.7 * 16)
+    assert kpa_target_per_pod(predictor) == pytest.approx(0.7 * 8)
 
 
 @pytest.mark.parametrize("version", SUPPORTED)
@@ -106,7 +107,7 @@ def test_keda_recipe_becomes_a_prometheus_trigger_on_queued_tokens(version):
     (trigger,) = scaled["spec"]["triggers"]
     assert trigger["type"] == "prometheus"
     # v0.15 formats the quantity with %f; from v0.16 getOriginalStringMQ keeps it as written
-    assert trigger["metadata"]["threshold"] == ("1500.000000" if version == "0.15" else "1500")
+    assert trigger["metadata"]["threshold"] == ("148.000000" if version == "0.15" else "148")
     query = trigger["metadata"]["query"]
     assert _exported(re.search(r"\((hfserve_[a-z_]+)\{", query).group(1))
     assert re.search(r'pod=~"(.+?)"', query).group(1) == f"{pod['metadata']['name']}-.*"
