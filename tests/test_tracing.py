@@ -5,6 +5,8 @@ Triton runtime in tests/triton/test_triton_tracing.py."""
 
 from __future__ import annotations
 
+import base64
+import json
 import secrets
 import threading
 import time
@@ -12,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
+from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -20,6 +23,16 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from devkit.processes import free_port
 
 from .servers import NO_DRAIN_DELAY, ServerStarter
+
+
+def _ids_as_base64(node):
+    """OTLP/HTTP JSON writes trace and span ids in hex, where protobuf's JSON mapping of bytes is base64."""
+    if isinstance(node, dict):
+        return {k: base64.b64encode(bytes.fromhex(v)).decode() if k in ("traceId", "spanId", "parentSpanId") and v
+                else _ids_as_base64(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_ids_as_base64(v) for v in node]
+    return node
 
 
 class OtlpReceiver:
@@ -33,7 +46,11 @@ class OtlpReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 - http.server's name
                 body = self.rfile.read(int(self.headers["content-length"]))
-                request = ExportTraceServiceRequest.FromString(body)
+                if self.headers.get("content-type", "").startswith("application/json"):  # OTLP/HTTP JSON (Triton)
+                    request = json_format.ParseDict(_ids_as_base64(json.loads(body)), ExportTraceServiceRequest(),
+                                                    ignore_unknown_fields=True)
+                else:
+                    request = ExportTraceServiceRequest.FromString(body)
                 with receiver.lock:
                     for resource_spans in request.resource_spans:
                         service = next(a.value.string_value for a in resource_spans.resource.attributes

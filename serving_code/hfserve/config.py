@@ -441,6 +441,10 @@ class LauncherConfig:
     tritonserver: str | None = setting(None, "tritonserver binary (default: on PATH, else the nvidia-pytriton "
                                              "wheel's copy)")
     log_verbose: int = setting(0, "Triton's --log-verbose level")
+    triton_traces_endpoint: str | None = setting(None, "OTLP/HTTP receiver of Triton's own OpenTelemetry traces "
+                                                       "(every request, timestamps); Triton continues the "
+                                                       "transformer's traceparent (docs/observability.md). Unset: "
+                                                       "no Triton traces", metavar="URL")
     allow_remote_triton: bool = setting(False, "Let Triton listen on a --bind_address other than loopback (the "
                                                "launcher's default is 127.0.0.1: Triton's admin APIs and its "
                                                "metrics are meant for the pod only)")

@@ -1,10 +1,12 @@
 """OpenTelemetry traces on the Triton runtime (serving/tracing.py): a transformer with --otlp_traces_endpoint in
-front of the session's MiniLM Triton sends one request's span tree, the caller's traceparent continued, to an OTLP
-receiver built on the protocol's own message types (tests/test_tracing.py)."""
+front of a launcher with --triton_traces_endpoint, both exporting to an OTLP receiver built on the protocol's own
+message types (tests/test_tracing.py). One request's trace holds the transformer's span tree, the caller's
+traceparent continued, and Triton's InferRequest span as a child of the transformer's forward span: the trace
+context crossed the gRPC hop."""
 
 import pytest
 
-from ..servers import NO_DRAIN_DELAY, ServerStarter
+from ..servers import NO_DRAIN_DELAY, LaunchedTriton, ServerStarter
 from ..test_tracing import OtlpReceiver, check_trace
 
 
@@ -15,23 +17,29 @@ def receiver():
 
 
 @pytest.fixture(scope="module")
-def traced_transformer(tmp_path_factory, minilm_triton, receiver):
-    starter = ServerStarter(tmp_path_factory.mktemp("traced-transformer"))
-    triton = minilm_triton.triton
+def traced_pair(tmp_path_factory, tiny_models, receiver):
+    work = tmp_path_factory.mktemp("traced-triton")
+    export = work / "tokenizer"
+    triton = LaunchedTriton(tiny_models("text_embedding"), "traced", work, "--tokenizer_export_dir", str(export),
+                            "--triton_traces_endpoint", receiver.url, env=NO_DRAIN_DELAY)
+    starter = ServerStarter(work / "transformer-logs")
     try:
-        yield starter.start("hfserve.transformer", minilm_triton.export, minilm_triton.model_name,
-                            "--predictor_host", triton.grpc_target,
+        triton.start(timeout=300)
+        yield starter.start("hfserve.transformer", export, "traced", "--predictor_host", triton.grpc_target,
                             "--triton_metrics_url", f"http://127.0.0.1:{triton.metrics_port}/metrics",
                             "--otlp_traces_endpoint", receiver.url, ready_path="/v2/models/{model}/ready",
                             timeout=120, env=NO_DRAIN_DELAY)
     finally:
         starter.stop_all()
+        triton.stop()
 
 
-def test_one_request_gives_the_span_tree_on_the_triton_runtime(traced_transformer, receiver):
-    server = traced_transformer
+def test_one_trace_spans_the_transformer_and_triton(traced_pair, receiver):
+    server = traced_pair
     spans = check_trace(receiver, server.url, "/openai/v1/embeddings",
                         {"model": server.model_name, "input": ["one", "two texts", "three"]},
                         "kserve-huggingface-triton")
-    forward = {a.key: a.value.int_value for a in spans["forward"].attributes}
-    assert forward["texts"] == 3 and forward["tokens"] > 3
+    forward = spans["forward"]
+    assert {a.key: a.value.int_value for a in forward.attributes}["texts"] == 3
+    triton = receiver.trace(forward.trace_id, {"InferRequest"})["InferRequest"]
+    assert triton[0] == "triton" and triton[1].parent_span_id == forward.span_id

@@ -87,6 +87,10 @@ def triton_command(binary: Path, backend_dir: Path | None, args, shm_prefix: str
         command.append(f"--backend-directory={backend_dir}")
     if not gpu:
         command += ["--pinned-memory-pool-byte-size=0", "--allow-gpu-metrics=false"]
+    if args.triton_traces_endpoint:
+        command += ["--trace-config=mode=opentelemetry", "--trace-config=rate=1", "--trace-config=level=TIMESTAMPS",
+                    f"--trace-config=opentelemetry,url={args.triton_traces_endpoint}",
+                    "--trace-config=opentelemetry,resource=service.name=triton"]
     return command
 
 
