@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: help venv serve serve-triton \
   lint test test-fast test-unit test-server test-triton test-pods test-soak test-gpu-pack conformance attack chart-lint chart-test actionlint \
-  bench bench-engines bench-head load chaos rss-soak capacity autoscale-sim \
+  bench bench-engines bench-head load chaos rss-soak time-to-ready capacity autoscale-sim \
   gpu-info gpu-wheelhouse gpu-check gpu-check-dry conformance-gpu \
   images base-image wheelhouse podman-conf pod-test ci-tools prometheus-tools image-smoke \
   kserve-install knative-install kind-load cluster-test cluster-debug \
@@ -151,6 +151,8 @@ CHAOS_MINUTES ?= 5
 CHAOS_SEED ?= 6
 ## RSS_SOAK_ARGS: arguments for make rss-soak (--requests N, NAME=VALUE environment variants)
 RSS_SOAK_ARGS ?=
+## TIME_TO_READY_ARGS: arguments for make time-to-ready (--runtimes huggingface,triton, --steady N)
+TIME_TO_READY_ARGS ?=
 ## CAPACITY_ARGS: arguments for make capacity (--p99_ms, --concurrency 1,2,4,..., --seconds, --cpu_request)
 CAPACITY_ARGS ?=
 ## AUTOSCALE_SIM_ARGS: arguments for make autoscale-sim (--rps_low/--batch_low/--rps_high/--batch_high, --slo_ms)
@@ -180,6 +182,9 @@ capacity: $(STAMP) ## One pod's knee on the mixed corpus (TARGET=http://host:por
 
 autoscale-sim: $(STAMP) ## KPA and HPA restated, per scaling signal: replicas and p99 on a mixed trace; docs/autoscaling.md
 	$(PY) -m loadtests.autoscale_sim --plot docs/autoscaling_sim.png --write_docs docs/autoscaling.md $(AUTOSCALE_SIM_ARGS)
+
+time-to-ready: $(STAMP) ## Start -> first 200 per runtime/engine, local vs s3:// (moto), cold/warm cache; reports/time-to-ready/
+	$(PY) -m loadtests.time_to_ready $(TIME_TO_READY_ARGS)
 
 ##@ GPU machine (loadtests/gpu_check.py: Python 3.12, torch and transformers, no network)
 
