@@ -3,9 +3,8 @@ one short real probe against runtime 1 on loopback (the packaged MiniLM) that re
 
 from __future__ import annotations
 
-import pytest
-
 from loadtests.capacity import TOKEN_HEADROOM, Step, find_knee, parse_gauges, probe, recipe, render
+from tests.servers import served
 
 
 def _step(c: int, rps: float, p99: float, tokens: float = 0.0, errors: int = 0, cpu: float | None = None) -> Step:
@@ -46,9 +45,7 @@ def test_parse_gauges_sums_label_sets_and_skips_other_families():
                                   "process_cpu_seconds_total": 12.5}
 
 
-@pytest.fixture(scope="module")
-def runtime(start_huggingface_runtime, minilm_dir):
-    return start_huggingface_runtime(minilm_dir, "minilm")
+runtime = served("minilm", "minilm")  # shared with the other modules serving the plain packaged MiniLM
 
 
 def test_short_probe_against_runtime_1_reads_its_gauges(runtime):

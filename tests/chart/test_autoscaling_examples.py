@@ -126,3 +126,22 @@ def test_the_webhook_refuses_what_the_recipes_avoid():
     kpa["spec"]["predictor"]["scaleMetric"] = "cpu"
     with pytest.raises(InvalidAutoscaling, match="not a supported metric"):
         validate_autoscaling(kpa)
+
+
+def test_recipe_values_are_the_derivations_docs_autoscaling_states():
+    """containerConcurrency/scaleTarget = the knee (c=8 at p99 <= 500 ms in the quiet-machine bench points that
+    make autoscale-sim defaults to); the token threshold = capacity.TOKEN_HEADROOM x the knee's time-weighted queued tokens in that model."""
+    import numpy as np
+
+    from loadtests import autoscale_sim as sim
+    from loadtests.capacity import TOKEN_HEADROOM
+
+    short, long = sim.corpus_tokens()
+    model = sim.PodModel.fitted([(53.4, 2.8, 0), (75.9, 6.4, 0)], float(np.mean(short + long)), 30)
+    threshold = round(TOKEN_HEADROOM * sim.closed_loop_queued_tokens(model, short + long, 8))
+    (kpa,) = _docs("kpa-concurrency")
+    assert kpa["spec"]["predictor"]["containerConcurrency"] == kpa["spec"]["predictor"]["scaleTarget"] == 8
+    (keda,) = _docs("keda-queued-tokens")
+    assert keda["spec"]["predictor"]["autoScaling"]["metrics"][0]["external"]["target"]["value"] == str(threshold)
+    _, hpa = _docs("hpa-prometheus-adapter")
+    assert hpa["spec"]["metrics"][0]["pods"]["target"]["averageValue"] == str(threshold)
