@@ -349,8 +349,7 @@ CASES = [
          probe("POST", V1, j({"instances": ["word " * 500 + "[MASK]"] * 64}), expect=(200, 400, 413, 422),
                cap=4 * MIB)),
     # H3: generation
-    Case("generation-64x4096-abandoned", "H3", "generative", abandoned_generation, runtimes=("huggingface",),
-         pending="H2: generation budget, deadline, cancel on disconnect"),
+    Case("generation-64x4096-abandoned", "H3", "generative", abandoned_generation, runtimes=("huggingface",)),
     Case("generate-nan-parameters", "L1", "generative",
          probes(probe("POST", "/generate", b'{"inputs": "hi", "parameters": {"repetition_penalty": NaN}}'),
                 probe("POST", "/generate", b'{"inputs": "hi", "parameters": {"temperature": NaN}}')),
@@ -364,7 +363,7 @@ CASES = [
          runtimes=("huggingface",)),
     Case("generate-900k-stop-string", "L9", "generative",
          probe("POST", "/generate", j({"inputs": "hi", "parameters": {"stop": ["x" * 900_000]}})),
-         runtimes=("huggingface",), pending="a cap on each stop string's length (L9; docs/reliability.md: not yet)"),
+         runtimes=("huggingface",)),
     # M1: gRPC
     Case("grpc-600-concurrent-model-infer", "M1", "minilm", grpc_flood(600), rss_bound_mb=600.0),
     Case("grpc-raw-bytes-shape-mismatch", "L1", "minilm", grpc_raw_shape_mismatch),
