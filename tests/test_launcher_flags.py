@@ -2,7 +2,6 @@
 the repository builder replace `.` or `..` are refused (L9)."""
 
 import pytest
-
 from hfserve.config import ConfigError, RepositoryConfig
 from hfserve.triton import __main__ as launcher
 

@@ -54,12 +54,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hfserve.triton.supervisor import remove_stale_segments
+
 from conformance.chart import build_pod
 from conformance.kserve_model import NEWEST
 from conformance.kserve_model.pod_assembly import MODEL_VOLUME
 from conformance.pods.base import LEFTOVERS, NOT_RUN, Container, Pod, PodError, argv_int
 from devkit.ports import reserve_ports
-from hfserve.triton.supervisor import remove_stale_segments
 
 # Paths a container may mount that must stay the host's own.
 HOST_PATHS = ("/dev/shm",)

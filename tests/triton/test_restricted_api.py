@@ -7,11 +7,11 @@ import time
 
 import httpx
 import pytest
-
-from devkit.processes import free_port
 from hfserve.triton import __main__ as launcher
 from hfserve.triton.local_server import find_triton
 from hfserve.triton.supervisor import ADMIN_HEADER, TritonProcess
+
+from devkit.processes import free_port
 
 RESTRICTED_GETS = ("/v2/systemsharedmemory/status", "/v2/cudasharedmemory/status", "/v2/logging",
                    "/v2/trace/setting", "/v2/models/anything/config")
