@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+import tritonclient.grpc
 
 from conformance import protocol as P
 
@@ -92,9 +93,13 @@ def test_concurrent_requests_are_batched(minilm, request):
 @pytest.mark.gpu
 def test_gpu_instance_and_batch_of_at_least_4(minilm, request):
     """On a GPU: the model runs on the GPU and averages a batch of at least 4 at concurrency 32."""
-    if minilm.runtime == "triton" and minilm.triton_http_url:
-        with httpx.Client(base_url=minilm.triton_http_url, timeout=10) as http:
-            config = http.get(f"/v2/models/{minilm.triton_model_name}/config").json()
+    if minilm.runtime == "triton" and minilm.triton_grpc_target:
+        # over gRPC: the launcher restricts HTTP's model-config API to its own token, gRPC's is open
+        client = tritonclient.grpc.InferenceServerClient(minilm.triton_grpc_target)
+        try:
+            config = client.get_model_config(minilm.triton_model_name, as_json=True)["config"]
+        finally:
+            client.close()
         kinds = {g.get("kind") for g in config.get("instance_group", [])}
         assert kinds == {"KIND_GPU"}, f"Triton instance groups: {config.get('instance_group')}"
     elif minilm.control is not None and minilm.where == "local":
