@@ -132,7 +132,7 @@ def _keep_alive_leg(running, request: tuple[str, str, dict | None]) -> None:
     method, path, body_json = request
     host, port = running.url.removeprefix("http://").rsplit(":", 1)
     port = int(port)
-    keep_alive: list[tuple[float, str, str]] = []  # (start, outcome, connection header)
+    keep_alive: list[tuple[float, float, str, str]] = []  # (start, end, outcome, connection header)
     stop = threading.Event()
 
     def pooled() -> None:
@@ -141,9 +141,10 @@ def _keep_alive_leg(running, request: tuple[str, str, dict | None]) -> None:
                 start = time.monotonic()
                 try:
                     response = http.request(method, f"{running.url}{path}", json=body_json)
-                    keep_alive.append((start, str(response.status_code), response.headers.get("connection", "")))
+                    keep_alive.append((start, time.monotonic(), str(response.status_code),
+                                       response.headers.get("connection", "")))
                 except httpx.HTTPError as exc:
-                    keep_alive.append((start, type(exc).__name__, ""))
+                    keep_alive.append((start, time.monotonic(), type(exc).__name__, ""))
                 time.sleep(0.05)
 
     client = threading.Thread(target=pooled, daemon=True)
@@ -176,9 +177,12 @@ def _keep_alive_leg(running, request: tuple[str, str, dict | None]) -> None:
         early.close()
     assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
     assert running.server.process.wait(60) == 0, running.server.log_tail()
-    before, after = [k for k in keep_alive if k[0] < sigterm_at], [k for k in keep_alive if k[0] > sigterm_at + 0.2]
-    assert before and all(k[1] == "200" and k[2] != "close" for k in before), before
-    assert after and all(k[1] == "200" and k[2] == "close" for k in after), after
+    # answered before SIGTERM: keep-alive; begun after it: told to close. One in flight at SIGTERM (seconds long on
+    # a loaded machine) is answered after the drain began, so it may say either; it must still be a 200.
+    before, after = [k for k in keep_alive if k[1] < sigterm_at], [k for k in keep_alive if k[0] > sigterm_at + 0.2]
+    assert before and all(k[2] == "200" and k[3] != "close" for k in before), before
+    assert after and all(k[2] == "200" and k[3] == "close" for k in after), after
+    assert all(k[2] == "200" for k in keep_alive), keep_alive
 
 
 @pytest.mark.timeout(600)
