@@ -158,10 +158,9 @@ def _keep_alive_leg(running, request: tuple[str, str, dict | None]) -> None:
     time.sleep(max(0.0, delay_end - 0.8 - time.monotonic()))
     stop.set()  # the pooled client starts nothing more: what it must have seen is `connection: close`
     time.sleep(max(0.0, delay_end - 0.5 - time.monotonic()))
-    # accepted while the server still accepts (not after waiting for the pooled client's last answer, which on a
-    # loaded machine can come after the listener closed)
+    # accepted while the server still accepts; the pooled client's last answer is awaited only at the end (on a
+    # loaded machine it can come after the listener closed, and the raw request must go out within the grace)
     early = socket.create_connection((host, port), timeout=5)
-    client.join(70)
     try:
         while not _refused(host, port):
             assert time.monotonic() < delay_end + 30, "the listener never closed"
@@ -175,6 +174,7 @@ def _keep_alive_leg(running, request: tuple[str, str, dict | None]) -> None:
             answer += chunk
     finally:
         early.close()
+    client.join(70)
     assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
     assert running.server.process.wait(60) == 0, running.server.log_tail()
     # answered before SIGTERM: keep-alive; begun after it: told to close. One in flight at SIGTERM (seconds long on
