@@ -6,7 +6,6 @@ import threading
 import time
 
 import pytest
-
 from hfserve.engine.generator import GeneratorEngine, StopSignal
 from hfserve.tasks.generation import GenerationCancelled, GenerationLimits, GenerationParams, GenerationTimedOut
 from hfserve.tasks.params import InvalidRequest

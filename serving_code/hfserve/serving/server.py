@@ -33,8 +33,8 @@ from .errors import install_error_handlers
 from .exposure import CheckedServicer, NoRepositoryServicer, drop_repository_routes
 from .grpc_limits import GrpcLimits, maximum_concurrent_rpcs
 from .limits import BodySizeLimit
-from .tls_env import refuse_tls_variables
 from .slow_clients import guarded_protocol
+from .tls_env import refuse_tls_variables
 
 RouterFactory = Callable[[kserve_model_server.ModelRepository], APIRouter]
 
