@@ -7,6 +7,7 @@ It generates 7 to 600 tokens a second on a shared 2-core machine, so 4000 tokens
 earlier end below is the server's doing. How many tokens ran is what the server's engine counted, read from its log
 ("generation stopped after N generated tokens")."""
 
+import json
 import re
 import socket
 import time
@@ -95,7 +96,7 @@ def test_the_prompt_does_not_end_early_and_the_budget_is_enforced_before_generat
 
 def test_a_generation_past_its_deadline_ends_with_an_error_naming_it(hurried):
     """--generation_timeout_s 0.5: a 4000-token generation (7 s at the least) ends with an error at the deadline,
-    on HTTP and gRPC; the model is then free for the next request, whose deadline runs out the same way."""
+    on HTTP (a stream with an error event) and gRPC; the model is then free for the next request, whose deadline runs out the same way."""
     for _ in range(2):
         started = time.monotonic()
         response = httpx.post(f"{hurried.url}/generate", timeout=120,
@@ -104,6 +105,11 @@ def test_a_generation_past_its_deadline_ends_with_an_error_naming_it(hurried):
         assert response.status_code == 503, response.text
         assert "--generation_timeout_s" in response.json()["error"] and "0.5 s" in response.json()["error"]
         assert TIMEOUT_S <= took < TIMEOUT_S + 5, took
+    stream = httpx.post(f"{hurried.url}/openai/v1/completions", timeout=120,
+                        json={"model": hurried.model_name, "prompt": PROMPT, "max_tokens": LONG, "stream": True})
+    assert stream.status_code == 200  # the deadline passed after the stream started: an error event, then [DONE]
+    events = [line.removeprefix("data: ") for line in stream.text.splitlines() if line.startswith("data: ")]
+    assert "--generation_timeout_s" in json.loads(events[-2])["error"]["message"] and events[-1] == "[DONE]", events[-3:]
     with grpc.insecure_channel(hurried.grpc_target) as channel:
         try:
             pbg.GRPCInferenceServiceStub(channel).ModelInfer(infer_request(hurried, LONG), timeout=60)

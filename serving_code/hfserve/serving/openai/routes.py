@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from ...errors import InvalidRequest
+from ...errors import InvalidRequest, ServingError
 from ...tasks.embedding import embedding_to_base64
 from ...tasks.generation import Generation, generation_params
+from ..error_shapes import body as error_body
 from ..served_model import encoder_service, generative_model
 from .schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
@@ -114,11 +115,14 @@ class _Reply:
     async def sse(self, pieces: AsyncIterator) -> AsyncIterator[bytes]:
         if self.chat:
             yield _event(self._chunk(None, None, first=True))
-        async for piece in pieces:
-            if isinstance(piece, Generation):
-                yield _event({**self._chunk(None, piece.finish_reason), "usage": self._usage(piece)})
-            elif piece:
-                yield _event(self._chunk(piece, None))
+        try:
+            async for piece in pieces:
+                if isinstance(piece, Generation):
+                    yield _event({**self._chunk(None, piece.finish_reason), "usage": self._usage(piece)})
+                elif piece:
+                    yield _event(self._chunk(piece, None))
+        except ServingError as error:  # after the stream started (--generation_timeout_s): an error event
+            yield _event(error_body(error.kind, str(error), PREFIX + "/completions")[1])
         yield b"data: [DONE]\n\n"
 
 
