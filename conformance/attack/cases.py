@@ -330,7 +330,8 @@ CASES = [
     Case("embed-and-root-100k-deep-json", "issue", "minilm",
          probes(probe("POST", "/embed", DEEP), probe("POST", "/", DEEP))),
     # H2's slow readers
-    Case("tokenize-40-slow-readers", "H2", "minilm", slow_readers(40), rss_bound_mb=500.0),
+    Case("tokenize-40-slow-readers", "H2", "minilm", slow_readers(40), rss_bound_mb=500.0,
+         pending="liveness 1.02-1.31 s on one runtime or both in 2 of the last 3 runs (load average 12-19, stress on)"),
     Case("decode-250k-ids", "H2", "minilm",
          probe("POST", "/decode", j({"ids": [1012] * 170_000}), expect=(200, 413), cap=2 * MIB)),
     # H4: 1 MiB requests at once; a 1 MiB rerank query
@@ -365,14 +366,15 @@ CASES = [
          probe("POST", "/generate", j({"inputs": "hi", "parameters": {"stop": ["x" * 900_000]}})),
          runtimes=("huggingface",)),
     # M1: gRPC
-    Case("grpc-600-concurrent-model-infer", "M1", "minilm", grpc_flood(600), rss_bound_mb=600.0),
+    Case("grpc-600-concurrent-model-infer", "M1", "minilm", grpc_flood(600), rss_bound_mb=600.0,
+         pending="runtime 1: liveness 1.16-2.21 s while 600 calls arrive on the shared event loop; Triton runtime: "
+                 "of 512 admitted calls 96-184 ran past the transformer's 30 s deadline to Triton (UNAVAILABLE)"),
     Case("grpc-raw-bytes-shape-mismatch", "L1", "minilm", grpc_raw_shape_mismatch),
     # M2: slow uploads hold the backpressure slots
     Case("slowloris-512-uploads", "M2", "minilm", slowloris(MAX_CONCURRENT)),
     # M6: log forging and flooding
     Case("model-name-log-forging", "M6", "minilm", log_forging),
-    Case("500-unknown-model-gets", "M6", "minilm", unknown_model_flood,
-         pending="M6: one log line per 4xx instead of kserve's traceback (liveness took 1.8 s)"),
+    Case("500-unknown-model-gets", "M6", "minilm", unknown_model_flood),
     # L1: the rest of the 500 table
     Case("lone-surrogate-every-route", "L1", "minilm", probes(
         probe("POST", "/", b'{"inputs": ' + LONE.encode() + b"}"),
