@@ -112,3 +112,15 @@ def test_a_client_that_reads_nothing_is_disconnected_and_its_slot_released(stric
         assert status == 200, f"the slot stayed taken for 60 s behind a client that reads nothing: {status}"
     finally:
         reader.close()
+
+
+def test_a_body_declared_over_the_limit_is_refused_at_once(strict):
+    """Bodies are read before a slot is taken, but one whose Content-Length is over --max_request_bytes is not waited
+    for: 413 by its header, long before the read deadline."""
+    with connect(strict) as sock:
+        started = time.monotonic()
+        sock.sendall(f"POST /v1/models/{strict.model_name}:predict HTTP/1.1\r\nhost: x\r\ncontent-type: "
+                     f"application/json\r\ncontent-length: {10 << 20}\r\n\r\n{{".encode())
+        response = sock.recv(65536)
+        assert response.startswith(b"HTTP/1.1 413"), response[:200]
+        assert time.monotonic() - started < READ_S - 0.5

@@ -57,6 +57,10 @@ class ConcurrencyLimit:
         if scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            await self.app(scope, receive, send)  # refused at once, by its header, inside (serving/limits.py)
+            return
         received: list[Message] = []
         size = 0
         while True:  # the body first: it costs a connection, not a slot, while it arrives
