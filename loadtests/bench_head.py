@@ -82,17 +82,19 @@ def main(argv=None) -> int:
                 rounds.append((rows[pair[0].name], rows[pair[1].name]))
             ratios = [head.requests_per_s / base.requests_per_s for base, head in rounds]
             results.append({"runtime": pair[0].name, "rounds": [[b.requests_per_s, h.requests_per_s, h.p50_ms,
-                                                                 b.p50_ms] for b, h in rounds],
+                                                                 b.p50_ms, b.avg_batch, h.avg_batch]
+                                                                for b, h in rounds],
                             "ratios": ratios, "median_ratio": statistics.median(ratios)})
     lines = [f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}, concurrency {args.concurrency}, "
              f"{args.seconds:.0f} s per point, {args.rounds} rounds, 1-min load average {load_before:.1f} before "
              f"the run, {os.getloadavg()[0]:.1f} after", "",
-             "| runtime | round | plain req/s | +Dense +prompt req/s | ratio | p50 ms plain / head |",
-             "|---|---|---|---|---|---|"]
+             "| runtime | round | plain req/s | +Dense +prompt req/s | ratio | p50 ms plain / head | avg batch plain / head |",
+             "|---|---|---|---|---|---|---|"]
     for result in results:
-        for index, (base, head, head_p50, base_p50) in enumerate(result["rounds"], 1):
+        for index, (base, head, head_p50, base_p50, base_batch, head_batch) in enumerate(result["rounds"], 1):
+            batches = " / ".join(f"{b:.1f}" if b is not None else "-" for b in (base_batch, head_batch))
             lines.append(f"| {result['runtime']} | {index} | {base:.1f} | {head:.1f} | {head / base:.3f} | "
-                         f"{base_p50:.1f} / {head_p50:.1f} |")
+                         f"{base_p50:.1f} / {head_p50:.1f} | {batches} |")
     lines.append("")
     for result in results:
         verdict = "met" if result["median_ratio"] >= TARGET_RATIO else "NOT MET"
