@@ -151,7 +151,7 @@ class LocalTarget(PoolTarget):
 
     kind = "local"
     floor = 175  # 2026-12: 214 selected (per group below)
-    group_floors = floors({"attack": 40, "bad_input": 88, "batching": 2, "degradation": 4, "hf_inference": 13,
+    group_floors = floors({"attack": 44, "bad_input": 88, "batching": 2, "degradation": 4, "hf_inference": 13,
                            "limits": 18,
                            "openai": 12, "parity": 5, "tasks": 27, "tei": 11, "v1": 12, "v2_grpc": 10, "v2_rest": 12})
 
@@ -173,7 +173,7 @@ class PodsTarget(PoolTarget):
     kind = "pods"
     startup_timeout = 600.0
     floor = 180  # 2026-12: 194 selected (the MiniLM pair, no tiny models; per group below)
-    group_floors = floors({"attack": 29, "bad_input": 88, "batching": 2, "degradation": 5, "hf_inference": 7,
+    group_floors = floors({"attack": 33, "bad_input": 88, "batching": 2, "degradation": 5, "hf_inference": 7,
                            "limits": 18,
                            "openai": 12, "parity": 5, "pods": 12, "tei": 11, "v1": 12, "v2_grpc": 10, "v2_rest": 12})
 

@@ -31,7 +31,7 @@ class UrlTarget(Target):
     kind = "url"
     # One URL selects 87 tests (2026-12), two URLs 181; what runs depends on the endpoint, so the floors are low.
     floor = 40
-    group_floors = floors({"attack": 14, "bad_input": 44, "limits": 9, "v1": 6, "v2_rest": 6, "v2_grpc": 5, "openai": 6, "tei": 6,
+    group_floors = floors({"attack": 16, "bad_input": 44, "limits": 9, "v1": 6, "v2_rest": 6, "v2_grpc": 5, "openai": 6, "tei": 6,
                            "hf_inference": 3})  # what one URL selects
 
     def __init__(self, name: str, deployments: list[Deployment]) -> None:
