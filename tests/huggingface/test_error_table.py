@@ -4,9 +4,10 @@ status and body shape serving/error_shapes.py's table gives that kind on that fa
 used to reach a 500 (security review L1): lone surrogates, NaN, 100k-deep nesting, malformed V2 binary bodies,
 chunked bodies over the limit."""
 
+import contextlib
 import json
-import socket
 import struct
+import threading
 
 import grpc
 import httpx
@@ -268,19 +269,40 @@ def test_refusals_log_one_escaped_line_and_no_traceback(guarded):
 
 
 
+@contextlib.contextmanager
+def slot_kept_busy(server):
+    """Clients sending 64-document reranks (under the body limit) back to back keep the server's one slot taken
+    nearly all the time (a half-sent body no longer takes a slot: security review M2), so a probe soon meets it."""
+    stop = threading.Event()
+    body = {"query": LONG[:800], "texts": [LONG[:800]] * 64, "truncate": True}
+    assert len(json.dumps(body)) < LIMIT
+
+    def load():
+        with httpx.Client(timeout=60) as client:
+            while not stop.is_set():
+                client.post(f"{server.url}/rerank", json=body)
+
+    threads = [threading.Thread(target=load, daemon=True) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+
+
 def test_overloaded_on_every_family(guarded):
-    """A request whose body has not arrived holds the one slot; every other POST is refused at once."""
-    host, port = guarded.url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=30) as held:
-        held.sendall(b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: 100\r\n\r\n{")
+    """While the one slot is taken, every other POST is refused at once, in its family's shape."""
+    with slot_kept_busy(guarded):
         for family, path, body in (("kserve", V1.format(m="guarded"), {"instances": ["a"]}),
                                    ("kserve", V2.format(m="guarded"), v2(["a"])),
                                    ("openai", "/openai/v1/embeddings", {"model": "guarded", "input": "a"}),
                                    ("tei", "/rerank", {"query": "q", "texts": ["a"]}),
                                    ("hf", "/", {"inputs": "a"}),
                                    ("rerank", "/v1/rerank", {"query": "q", "documents": ["a"]})):
-            for _ in range(50):  # until the server has read the held request's headers
+            for _ in range(200):  # until a probe arrives while the slot is taken
                 response = httpx.post(guarded.url + path, json=body, timeout=30)
                 if response.status_code == 429:
                     break

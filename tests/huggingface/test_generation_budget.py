@@ -110,6 +110,10 @@ def test_a_generation_past_its_deadline_ends_with_an_error_naming_it(hurried):
     assert stream.status_code == 200  # the deadline passed after the stream started: an error event, then [DONE]
     events = [line.removeprefix("data: ") for line in stream.text.splitlines() if line.startswith("data: ")]
     assert "--generation_timeout_s" in json.loads(events[-2])["error"]["message"] and events[-1] == "[DONE]", events[-3:]
+    tgi = httpx.post(f"{hurried.url}/generate_stream", timeout=120,
+                     json={"inputs": PROMPT, "parameters": {"max_new_tokens": LONG}})
+    last = json.loads([line for line in tgi.text.splitlines() if line.startswith("data:")][-1].removeprefix("data:"))
+    assert "--generation_timeout_s" in last["error"], last  # TGI's error event names the deadline, not "failed"
     with grpc.insecure_channel(hurried.grpc_target) as channel:
         try:
             pbg.GRPCInferenceServiceStub(channel).ModelInfer(infer_request(hurried, LONG), timeout=60)

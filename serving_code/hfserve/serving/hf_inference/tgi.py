@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from ...errors import ServingError
 from ...tasks.generation import (
     GeneratedToken,
     Generation,
@@ -153,7 +154,7 @@ async def stream_events(request: TGIRequest, items: AsyncIterator[GeneratedToken
             index += 1
             held = item
     except Exception as error:  # noqa: BLE001 - reported to the client inside the stream
-        if isinstance(error, InvalidRequest):
+        if isinstance(error, ServingError):  # a bad request, the deadline, overload: the client is told which
             message = str(error)
         else:
             logger.exception("generation failed while streaming")
