@@ -5,6 +5,7 @@ than the polling period."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -53,3 +54,12 @@ class LivenessWatch:
         assert not failed, f"liveness failed during the request: {failed[:5]}"
         assert self.slowest < bound_s, (f"liveness took {self.slowest:.2f} s during the request "
                                         f"({len(self.answers)} polls)")
+
+
+HUGE = ["word " * 16_000] * 64  # the review's 64 texts of 16k words: 5 MiB, a million words
+LIVE_S = 1.0  # the longest a liveness answer may take during any single request
+
+
+def post(url: str, path: str, body: dict | bytes) -> httpx.Response:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return httpx.post(f"{url}{path}", content=content, headers={"content-type": "application/json"}, timeout=300)

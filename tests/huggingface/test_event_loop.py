@@ -8,21 +8,13 @@ that used to run on the event loop."""
 
 import json
 
-import httpx
 import pytest
 
-from ..liveness_watch import LivenessWatch
+from ..liveness_watch import HUGE, LIVE_S, LivenessWatch, post
 from ..servers import served
 
 big_bodies = served("minilm", "minilm", "--max_request_bytes", str(8 << 20))
 
-HUGE = ["word " * 16_000] * 64  # 5 MiB, a million words
-LIVE_S = 1.0
-
-
-def post(url: str, path: str, body: dict | bytes) -> httpx.Response:
-    content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return httpx.post(f"{url}{path}", content=content, headers={"content-type": "application/json"}, timeout=300)
 
 
 @pytest.mark.parametrize("path, body, status", [

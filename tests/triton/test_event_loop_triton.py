@@ -12,10 +12,7 @@ import pytest
 
 from devkit.processes import http_status
 
-from ..liveness_watch import LivenessWatch
-
-HUGE = ["word " * 16_000] * 64
-LIVE_S = 1.0
+from ..liveness_watch import HUGE, LIVE_S, LivenessWatch, post
 
 
 def ready(server, timeout_s: float = 180.0):
@@ -37,11 +34,6 @@ def minilm(minilm_triton, start_transformer):
 @pytest.fixture(scope="module")
 def filler(tiny_triton, start_transformer):
     return ready(start_transformer(tiny_triton.models["fill_mask"], "fill_mask", tiny_triton.grpc))
-
-
-def post(url: str, path: str, body: dict | bytes) -> httpx.Response:
-    content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return httpx.post(f"{url}{path}", content=content, headers={"content-type": "application/json"}, timeout=300)
 
 
 @pytest.mark.parametrize("path, body, status", [
