@@ -187,7 +187,7 @@ def test_path_and_port_mapping(model_dir, tmp_path, monkeypatch):
     assert f"--model_dir={model_dir}" in server  # not isolated: the model dir itself
     tok = f"{tmp_path}/volumes/tokenizer"
     assert f"--tokenizer_export_dir={tok}" in server and f"--model_dir={tok}" in transformer
-    assert f"--repository_dir={tmp_path}/volumes/tmp/hfserve-triton-repo" in server
+    assert f"--repository_dir={tmp_path}/volumes/triton-tmp/hfserve-triton-repo" in server  # Triton's own /tmp (M4)
     assert all(a != "--bind_address=0.0.0.0" for a in server + transformer)
     assert set(pod.port_map) == {8000, 8001, 8002, 8080, 8081}
     assert len(set(pod.port_map.values())) == 5

@@ -35,11 +35,23 @@ def traced_pair(tmp_path_factory, tiny_models, receiver):
 
 
 def test_one_trace_spans_the_transformer_and_triton(traced_pair, receiver):
+    """Triton exports its spans on its own schedule, best effort (a full suite once saw the transformer's spans of a
+    request and never Triton's): up to three requests, each given 20 s; a trace context lost on the gRPC hop fails
+    all three, and the failure lists the Triton spans that did arrive, with their trace ids."""
     server = traced_pair
-    spans = check_trace(receiver, server.url, "/openai/v1/embeddings",
-                        {"model": server.model_name, "input": ["one", "two texts", "three"]},
-                        "kserve-huggingface-triton")
-    forward = spans["forward"]
-    assert {a.key: a.value.int_value for a in forward.attributes}["texts"] == 3
-    triton = receiver.trace(forward.trace_id, {"InferRequest"})["InferRequest"]
-    assert triton[0] == "triton" and triton[1].parent_span_id == forward.span_id
+    for _ in range(3):
+        spans = check_trace(receiver, server.url, "/openai/v1/embeddings",
+                            {"model": server.model_name, "input": ["one", "two texts", "three"]},
+                            "kserve-huggingface-triton")
+        forward = spans["forward"]
+        assert {a.key: a.value.int_value for a in forward.attributes}["texts"] == 3
+        try:
+            triton = receiver.trace(forward.trace_id, {"InferRequest"}, timeout=20.0)["InferRequest"]
+        except AssertionError:
+            continue
+        assert triton[0] == "triton" and triton[1].parent_span_id == forward.span_id
+        return
+    with receiver.lock:
+        seen = [(s.name, s.trace_id.hex(), s.parent_span_id.hex()) for service, s in receiver.spans
+                if service == "triton"]
+    raise AssertionError(f"no request's trace got Triton's InferRequest span; Triton's spans: {seen[-10:]}")
