@@ -211,8 +211,10 @@ def grpc_flood(n: int = 600) -> Callable:
     or RESOURCE_EXHAUSTED, nothing else."""
     def run(dep) -> list[str]:
         import grpc
-        from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
-        from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pbg
+
+        # the suite's V2 client (test_v2_grpc.py): kserve's copy of the same proto package cannot load beside it
+        from tritonclient.grpc import service_pb2 as pb
+        from tritonclient.grpc import service_pb2_grpc as pbg
 
         text = b"hello world"  # the review's 16 texts of 1500 words: minutes of CPU here; the point is concurrency
         request = pb.ModelInferRequest(model_name=dep.model_name, inputs=[pb.ModelInferRequest.InferInputTensor(
@@ -237,8 +239,8 @@ def grpc_flood(n: int = 600) -> Callable:
 def grpc_raw_shape_mismatch(dep) -> list[str]:
     """L1: raw_input_contents holding 2 strings under shape [3] is INVALID_ARGUMENT, not INTERNAL."""
     import grpc
-    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
-    from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pbg
+    from tritonclient.grpc import service_pb2 as pb
+    from tritonclient.grpc import service_pb2_grpc as pbg
 
     request = pb.ModelInferRequest(model_name=dep.model_name, inputs=[
         pb.ModelInferRequest.InferInputTensor(name="text", datatype="BYTES", shape=[3])],
