@@ -34,6 +34,7 @@ from hfserve.tasks.tokenization import TextEncoder, TokenizerOptions, load_token
 
 from devkit.processes import ServerProcess, free_port, huggingface_command  # noqa: E402
 
+from .closed_loop import closed_loop, v1_body  # noqa: E402
 from .corpus import sample_text  # noqa: E402
 from .peers import PEERS  # noqa: E402
 
@@ -139,34 +140,13 @@ def raw_mixed(raw: RawForward, texts: list[str], window: int, rounds: int) -> li
                 padded_per_text=work[name][0] / (window * rounds)) for name, seconds in spent.items()]
 
 
-def v1_body(text: str) -> dict:
-    return {"instances": [text]}
-
-
 async def drive(url: str, texts: list[str], concurrency: int, seconds: float, body=v1_body) -> Row:
     latencies: list[float] = []
-    errors = 0
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
-        async def client(index: int, deadline: float, record: bool):
-            nonlocal errors
-            i = index
-            while time.perf_counter() < deadline:
-                payload = json.dumps(body(texts[i % len(texts)]))
-                start = time.perf_counter()
-                async with session.post(url, data=payload, headers={"content-type": "application/json"}) as reply:
-                    await reply.read()
-                    ok = reply.status == 200
-                if record:
-                    latencies.append(time.perf_counter() - start)
-                    errors += not ok
-                i += concurrency
-
-        warm = time.perf_counter() + 1.0
-        await asyncio.gather(*(client(c, warm, False) for c in range(concurrency)))
+        await closed_loop(session, url, texts, concurrency, time.perf_counter() + 1.0, body)
         start = time.perf_counter()
-        deadline = start + seconds
-        await asyncio.gather(*(client(c, deadline, True) for c in range(concurrency)))
+        errors = await closed_loop(session, url, texts, concurrency, start + seconds, body, latencies)
         elapsed = time.perf_counter() - start
     if errors:
         raise RuntimeError(f"{errors} requests failed against {url}")

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 import aiohttp
 import numpy as np
 
+from .closed_loop import closed_loop
 from .corpus import sample_text
 
 
@@ -94,34 +95,20 @@ async def run_step(base: str, model: str, texts: list[str], concurrency: int, se
                    warmup: float = 1.0) -> Step:
     url = f"{base}/v1/models/{model}:predict"
     latencies: list[float] = []
-    errors = 0
     samples: list[dict[str, float]] = []
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
-        async def client(index: int, deadline: float, record: bool) -> None:
-            nonlocal errors
-            i = index
-            while time.perf_counter() < deadline:
-                start = time.perf_counter()
-                async with session.post(url, data=json.dumps({"instances": [texts[i % len(texts)]]}),
-                                        headers={"content-type": "application/json"}) as reply:
-                    await reply.read()
-                    ok = reply.status == 200
-                if record:
-                    latencies.append(time.perf_counter() - start)
-                    errors += not ok
-                i += concurrency
-
         async def sampler(deadline: float) -> None:
             while time.perf_counter() < deadline:
                 samples.append(await asyncio.to_thread(_scrape, base))
                 await asyncio.sleep(0.25)
 
-        warm = time.perf_counter() + warmup
-        await asyncio.gather(*(client(c, warm, False) for c in range(concurrency)))
+        await closed_loop(session, url, texts, concurrency, time.perf_counter() + warmup)
         first = await asyncio.to_thread(_scrape, base)
         start = time.perf_counter()
         deadline = start + seconds
-        await asyncio.gather(sampler(deadline), *(client(c, deadline, True) for c in range(concurrency)))
+        _, errors = await asyncio.gather(sampler(deadline),
+                                         closed_loop(session, url, texts, concurrency, deadline,
+                                                     latencies=latencies))
         elapsed = time.perf_counter() - start
         last = await asyncio.to_thread(_scrape, base)
     mean = lambda key: float(np.mean([s.get(key, 0.0) for s in samples])) if samples else 0.0  # noqa: E731
